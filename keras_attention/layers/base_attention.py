@@ -1,0 +1,323 @@
+"""The call convention, masking and softmax shared by every attention layer."""
+
+import keras
+from keras import ops
+
+# Scores of masked keys are replaced by this before the softmax. Scores and
+# softmax always run in float32, so the value cannot overflow, even under a
+# `mixed_float16` policy (where the largest finite number is 65504).
+_MASKED_SCORE = -1e9
+
+
+def masked_softmax(scores, mask=None):
+    """Softmax over the last axis that gives masked positions weight exactly 0.
+
+    A row whose positions are all masked gets all-zero weights (not a uniform
+    distribution over padding), and its gradient is zero, never NaN.
+
+    Args:
+        scores: float tensor `(..., Tk)`, cast to float32.
+        mask: optional boolean tensor broadcastable to `scores`; `True` marks
+            the positions that may be attended to.
+
+    Returns:
+        float32 tensor of the shape of `scores`.
+    """
+    scores = ops.cast(scores, "float32")
+    if mask is None:
+        return ops.softmax(scores, axis=-1)
+    mask = ops.cast(mask, "bool")
+    weights = ops.softmax(ops.where(mask, scores, _MASKED_SCORE), axis=-1)
+    # Only a fully masked row has weight on masked positions (uniform over
+    # them); zeroing those keeps every other weight exactly as the softmax
+    # gave it.
+    return ops.where(mask, weights, 0.0)
+
+
+def causal_mask(query_length, key_length):
+    """Boolean `(1, Tq, Tk)` mask: query `i` may attend to keys `j <= i`."""
+    rows = ops.expand_dims(ops.arange(query_length), 1)
+    cols = ops.expand_dims(ops.arange(key_length), 0)
+    return ops.expand_dims(ops.greater_equal(rows, cols), 0)
+
+
+def _fmt(shape):
+    return "(" + ", ".join("None" if d is None else str(d) for d in shape) + ")"
+
+
+class BaseAttention(keras.layers.Layer):
+    """Base class of the attention layers: everything but the score function.
+
+    A subclass says how queries are scored against keys and nothing else:
+
+    - `build_score(query_dim, key_dim)` creates the score's weights (if any);
+    - `project_keys(key)` transforms the keys once per source (e.g. `W_k k`
+      for Bahdanau); the default returns the keys as float32;
+    - `score(query, projected_keys)` returns raw scores `(B, Tq, Tk)` in
+      float32;
+    - `check_depths(query_dim, key_dim)` raises `ValueError` for depths the
+      score cannot combine.
+
+    This class validates shapes, applies the key, query and causal masks,
+    takes the softmax in float32, applies dropout to the weights in training,
+    and forms the context. `project_keys` and `attend` are public so that a
+    decoder can project the encoder states once and attend at every step.
+
+    Args:
+        dropout: float in `[0, 1)`, fraction of the attention weights dropped
+            during training. The returned weights are always the undropped
+            distribution.
+        seed: optional int, seed of the dropout.
+        **kwargs: standard layer keyword arguments (`name`, `dtype`, ...).
+    """
+
+    def __init__(self, dropout=0.0, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        if not 0.0 <= float(dropout) < 1.0:
+            raise ValueError(
+                f"{self.__class__.__name__}: `dropout` must be in [0, 1). "
+                f"Received: dropout={dropout}."
+            )
+        self.dropout = float(dropout)
+        self.seed = seed
+        self.supports_masking = True
+        self.seed_generator = (
+            keras.random.SeedGenerator(seed) if self.dropout > 0 else None
+        )
+
+    # ---- hooks for subclasses -------------------------------------------
+
+    def build_score(self, query_dim, key_dim):
+        """Creates the weights of the score function. Default: none."""
+
+    def check_depths(self, query_dim, key_dim):
+        """Raises `ValueError` when the score cannot combine these depths."""
+
+    def project_keys(self, key):
+        """Transforms the keys `(B, Tk, dk)` once per source sequence.
+
+        The result is what `score` and `attend` take as `projected_keys`.
+        """
+        return ops.cast(key, "float32")
+
+    def score(self, query, projected_keys):
+        """Raw float32 scores `(B, Tq, Tk)` for queries `(B, Tq, dq)`."""
+        raise NotImplementedError(
+            f"{self.__class__.__name__} must implement `score`."
+        )
+
+    # ---- Keras layer API ------------------------------------------------
+
+    def build(self, query_shape, value_shape, key_shape=None):
+        key_shape = value_shape if key_shape is None else key_shape
+        self._check_shapes(query_shape, value_shape, key_shape)
+        self.build_score(query_shape[-1], key_shape[-1])
+
+    def call(
+        self,
+        query,
+        value,
+        key=None,
+        query_mask=None,
+        value_mask=None,
+        return_attention_scores=False,
+        training=None,
+        use_causal_mask=False,
+    ):
+        key = value if key is None else key
+        self._check_shapes(
+            query.shape,
+            value.shape,
+            key.shape,
+            query_mask_shape=None if query_mask is None else query_mask.shape,
+            value_mask_shape=None if value_mask is None else value_mask.shape,
+            use_causal_mask=use_causal_mask,
+        )
+        context, weights = self.attend(
+            query,
+            value,
+            self.project_keys(key),
+            query_mask=query_mask,
+            value_mask=value_mask,
+            training=training,
+            use_causal_mask=use_causal_mask,
+        )
+        if return_attention_scores:
+            return context, weights
+        return context
+
+    def attend(
+        self,
+        query,
+        value,
+        projected_keys,
+        query_mask=None,
+        value_mask=None,
+        training=None,
+        use_causal_mask=False,
+    ):
+        """Attends with keys already passed through `project_keys`.
+
+        Takes the same arguments as `call` (without validation) and always
+        returns `(context, weights)`. A decoder calls `project_keys` once per
+        source and `attend` at every step.
+        """
+        single_step = len(query.shape) == 2
+        if single_step:
+            query = ops.expand_dims(query, 1)
+            if query_mask is not None:
+                query_mask = ops.expand_dims(query_mask, 1)
+        scores = self.score(query, projected_keys)
+        mask = None
+        if value_mask is not None:
+            mask = ops.expand_dims(ops.cast(value_mask, "bool"), 1)
+        if use_causal_mask:
+            causal = causal_mask(ops.shape(scores)[1], ops.shape(scores)[2])
+            mask = causal if mask is None else ops.logical_and(mask, causal)
+        weights = masked_softmax(scores, mask)
+        if query_mask is not None:
+            keep = ops.expand_dims(ops.cast(query_mask, "bool"), -1)
+            weights = ops.where(keep, weights, 0.0)
+        # Dropped weights form the context; the returned weights stay the
+        # distribution, so they still sum to 1 over the unmasked keys.
+        mixing = weights
+        if training and self.dropout > 0:
+            mixing = keras.random.dropout(
+                weights, self.dropout, seed=self.seed_generator
+            )
+        context = ops.matmul(ops.cast(mixing, value.dtype), value)
+        weights = ops.cast(weights, self.compute_dtype)
+        if single_step:
+            return ops.squeeze(context, 1), ops.squeeze(weights, 1)
+        return context, weights
+
+    def compute_output_shape(self, query_shape, value_shape, key_shape=None):
+        return (*query_shape[:-1], value_shape[-1])
+
+    def compute_output_spec(
+        self,
+        query,
+        value,
+        key=None,
+        query_mask=None,
+        value_mask=None,
+        return_attention_scores=False,
+        training=None,
+        use_causal_mask=False,
+    ):
+        key = value if key is None else key
+        self._check_shapes(
+            query.shape,
+            value.shape,
+            key.shape,
+            query_mask_shape=None if query_mask is None else query_mask.shape,
+            value_mask_shape=None if value_mask is None else value_mask.shape,
+            use_causal_mask=use_causal_mask,
+        )
+        context = keras.KerasTensor(
+            self.compute_output_shape(query.shape, value.shape),
+            dtype=self.compute_dtype,
+        )
+        if not return_attention_scores:
+            return context
+        weights = keras.KerasTensor(
+            (*query.shape[:-1], key.shape[1]), dtype=self.compute_dtype
+        )
+        return context, weights
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"dropout": self.dropout, "seed": self.seed})
+        return config
+
+    # ---- validation -----------------------------------------------------
+
+    def _check_shapes(
+        self,
+        query_shape,
+        value_shape,
+        key_shape,
+        query_mask_shape=None,
+        value_mask_shape=None,
+        use_causal_mask=False,
+    ):
+        """Raises `ValueError` for inputs this layer cannot attend over.
+
+        Works on static shapes only, so it runs before any computation and
+        also on symbolic (functional API) inputs.
+        """
+        name = f"{self.__class__.__name__} layer '{self.name}'"
+        query_shape, value_shape, key_shape = (
+            tuple(query_shape),
+            tuple(value_shape),
+            tuple(key_shape),
+        )
+        if len(query_shape) not in (2, 3):
+            raise ValueError(
+                f"{name}: `query` must have rank 3 `(batch, Tq, dim)` or rank "
+                f"2 `(batch, dim)` for a single decoder step. Received query "
+                f"shape {_fmt(query_shape)}."
+            )
+        for arg, shape in (("value", value_shape), ("key", key_shape)):
+            if len(shape) != 3:
+                raise ValueError(
+                    f"{name}: `{arg}` must have rank 3 `(batch, Tk, dim)`. "
+                    f"Received {arg} shape {_fmt(shape)}."
+                )
+        batches = {
+            arg: shape[0]
+            for arg, shape in (
+                ("query", query_shape),
+                ("value", value_shape),
+                ("key", key_shape),
+            )
+            if shape[0] is not None
+        }
+        if len(set(batches.values())) > 1:
+            received = ", ".join(f"{a} {b}" for a, b in batches.items())
+            raise ValueError(
+                f"{name}: query, value and key must have the same batch size. "
+                f"Received batch sizes: {received} (query shape "
+                f"{_fmt(query_shape)}, value shape {_fmt(value_shape)}, key "
+                f"shape {_fmt(key_shape)})."
+            )
+        if (
+            key_shape[1] is not None
+            and value_shape[1] is not None
+            and key_shape[1] != value_shape[1]
+        ):
+            raise ValueError(
+                f"{name}: `key` and `value` must have the same length Tk (one "
+                f"value per key). Received key shape {_fmt(key_shape)} and "
+                f"value shape {_fmt(value_shape)}."
+            )
+        self.check_depths(query_shape[-1], key_shape[-1])
+        if use_causal_mask and len(query_shape) != 3:
+            raise ValueError(
+                f"{name}: `use_causal_mask=True` needs a rank-3 query "
+                f"`(batch, Tq, dim)`, whose positions line up with the keys. "
+                f"Received query shape {_fmt(query_shape)}. A single decoder "
+                "step attends to all keys it is given: pass only the keys up "
+                "to the current step instead."
+            )
+        expected = {
+            "value_mask": (value_shape[0], value_shape[1]),
+            "query_mask": query_shape[:-1],
+        }
+        for arg, shape in (
+            ("value_mask", value_mask_shape),
+            ("query_mask", query_mask_shape),
+        ):
+            if shape is None:
+                continue
+            want = expected[arg]
+            shape = tuple(shape)
+            if len(shape) != len(want) or any(
+                a is not None and b is not None and a != b
+                for a, b in zip(shape, want)
+            ):
+                raise ValueError(
+                    f"{name}: `{arg}` must have shape {_fmt(want)} to match "
+                    f"query shape {_fmt(query_shape)} and value shape "
+                    f"{_fmt(value_shape)}. Received {arg} shape {_fmt(shape)}."
+                )
