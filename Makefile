@@ -1,0 +1,61 @@
+# Two commands from a fresh clone: `make demo` and `make test`.
+# Both create .venv on first use and are quick when it is current.
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip --disable-pip-version-check
+# Re-install when the dependency lists change.
+DEPS_STAMP := $(VENV)/.deps-base
+TEST_STAMP := $(VENV)/.deps-test
+export TF_CPP_MIN_LOG_LEVEL ?= 3
+export PYTHONHASHSEED ?= 0
+
+.PHONY: demo test lint wheel-check bench clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(DEPS_STAMP): setup.cfg pyproject.toml | $(PY)
+	$(PIP) install -q -e ".[text]"
+	touch $@
+
+# The backend matrix: PyTorch's CPU wheel (on this machine's disk) and JAX.
+$(TEST_STAMP): setup.cfg pyproject.toml | $(PY)
+	$(PIP) install -q torch==2.13.0 jax
+	$(PIP) install -q -e ".[test]"
+	touch $(DEPS_STAMP) $@
+
+demo: $(DEPS_STAMP)
+	$(PY) -m keras_attention demo
+
+lint: $(TEST_STAMP)
+	$(PY) -m ruff check keras_attention tests benchmarks
+
+# The whole suite on TensorFlow, then the backend-agnostic parts (layers,
+# seq2seq, decoding) on JAX and PyTorch against the same references, then
+# the wheel.
+test: $(TEST_STAMP) lint
+	KERAS_BACKEND=tensorflow $(PY) -m pytest -q
+	KERAS_BACKEND=jax $(PY) -m pytest -q -m "not slow" tests/layers
+	KERAS_BACKEND=torch $(PY) -m pytest -q -m "not slow" tests/layers
+	$(MAKE) --no-print-directory wheel-check
+
+# Build the wheel from the tree, install it (and nothing of the tree) into a
+# fresh venv, and use it on Keras' NumPy backend (no TensorFlow needed).
+wheel-check: $(TEST_STAMP)
+	rm -rf build dist /tmp/keras-attention-wheel-venv
+	$(PY) -m build --wheel --no-isolation --outdir dist . > /dev/null
+	$(PYTHON) -m venv /tmp/keras-attention-wheel-venv
+	/tmp/keras-attention-wheel-venv/bin/pip install -q --disable-pip-version-check dist/*.whl
+	cd /tmp && KERAS_BACKEND=numpy /tmp/keras-attention-wheel-venv/bin/python -c \
+	  "import keras_attention as ka, numpy as np; \
+	   c = ka.BahdanauAttention(4)(np.ones((1, 2, 3)), np.ones((1, 5, 3))); \
+	   assert c.shape == (1, 2, 3), c.shape; \
+	   print('wheel OK: keras-attention', ka.__version__, 'from', ka.__file__)"
+
+bench: $(TEST_STAMP)
+	$(PY) -m benchmarks.layers
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info
