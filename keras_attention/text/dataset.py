@@ -46,6 +46,19 @@ def _auto_boundaries(lengths: np.ndarray) -> list[int]:
     return sorted({int(q) + 1 for q in quantiles if q + 1 > smallest})
 
 
+def _count_batches(lengths, boundaries, batch_size, drop_remainder) -> int:
+    """Batches per epoch, as `bucket_by_sequence_length` / `padded_batch`
+    make them (bucket i holds lengths in [boundaries[i-1], boundaries[i]))."""
+    if boundaries:
+        buckets = np.searchsorted(boundaries, lengths, side="right")
+        counts = np.bincount(buckets, minlength=len(boundaries) + 1)
+    else:
+        counts = np.array([len(lengths)])
+    if drop_remainder:
+        return int((counts // batch_size).sum())
+    return int((-(-counts // batch_size)).sum())
+
+
 def _check_boundaries(boundaries) -> list[int]:
     boundaries = list(boundaries)
     if (
@@ -88,16 +101,22 @@ def make_dataset(
     The dataset yields `((source, target_in), target_out)`:
 
     - `source`: int32 `(batch, S)`, `[START] ... [END]`, padded with 0;
-    - `target_in`: int32 `(batch, T)`, the target without its last token
+    - `target_in`: int32 `(batch, T)`, each target without its last token
       (`[START] w1 ... wn`), the decoder's teacher-forced input;
-    - `target_out`: int32 `(batch, T)`, the target without `[START]`
-      (`w1 ... wn [END]`), what the decoder should predict; 0 = padding.
+    - `target_out`: int32 `(batch, T)`, each target without `[START]`
+      (`w1 ... wn [END]`), what the decoder should predict.
+
+    The shift is done per sentence before padding, so `target_in` and
+    `target_out` have the same length and padding (0) at the same places:
+    `target_out[b, t]` is the token that follows `target_in[b, t]`.
 
     `element_spec` is `((TensorSpec((None, None), tf.int32),
     TensorSpec((None, None), tf.int32)), TensorSpec((None, None),
     tf.int32))`; `S` and `T` are the longest lengths in each batch.
 
-    Each example appears exactly once per epoch. With bucketing, a batch
+    Each example appears exactly once per epoch, and the dataset knows its
+    number of batches (`len(ds)`, so Keras shows epoch progress). With
+    bucketing, a batch
     holds sentences of similar length (less padding, faster epochs) and the
     last batch of each bucket may be smaller than `batch_size` (unless
     `drop_remainder=True`).
@@ -176,15 +195,21 @@ def make_dataset(
             stacklevel=2,
         )
 
+    lengths = np.maximum(
+        source_ids.row_lengths().numpy(), target_ids.row_lengths().numpy()
+    )
     if bucket_boundaries == "auto":
-        if shuffle:
-            lengths = np.maximum(
-                source_ids.row_lengths().numpy(),
-                target_ids.row_lengths().numpy(),
-            )
-            bucket_boundaries = _auto_boundaries(lengths) or None
-        else:
-            bucket_boundaries = None
+        bucket_boundaries = _auto_boundaries(lengths) if shuffle else None
+    bucket_boundaries = bucket_boundaries or None
+    n_batches = _count_batches(
+        lengths, bucket_boundaries, int(batch_size), drop_remainder
+    )
+    if n_batches == 0:
+        raise ValueError(
+            f"make_dataset: drop_remainder=True with batch_size={batch_size} "
+            f"leaves no batch of {len(sources)} pairs; lower batch_size or "
+            "set drop_remainder=False."
+        )
 
     # Shuffle row indices, then slice each row out of the flat ids (a
     # dataset of ragged rows cannot be padded-batched directly).
@@ -192,24 +217,25 @@ def make_dataset(
     target_values, target_splits = target_ids.values, target_ids.row_splits
 
     def row(i):
+        # Shift each example before padding, so that target_in is non-zero
+        # exactly where target_out is (no [END] left in target_in).
+        target = target_values[target_splits[i] : target_splits[i + 1]]
         return (
             source_values[source_splits[i] : source_splits[i + 1]],
-            target_values[target_splits[i] : target_splits[i + 1]],
+            target[:-1],
+            target[1:],
         )
 
     ds = tf.data.Dataset.range(len(sources))
     if shuffle:
         ds = ds.shuffle(len(sources), seed=seed, reshuffle_each_iteration=True)
     ds = ds.map(row, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    padded_shapes = ([None], [None])
-    padding_values = (
-        tf.constant(PAD_ID, tf.int32),
-        tf.constant(PAD_ID, tf.int32),
-    )
+    padded_shapes = ([None], [None], [None])
+    padding_values = (tf.constant(PAD_ID, tf.int32),) * 3
     if bucket_boundaries:
         ds = ds.bucket_by_sequence_length(
-            element_length_func=lambda s, t: tf.maximum(
-                tf.shape(s)[0], tf.shape(t)[0]
+            element_length_func=lambda s, t_in, t_out: tf.maximum(
+                tf.shape(s)[0], tf.shape(t_in)[0] + 1
             ),
             bucket_boundaries=bucket_boundaries,
             bucket_batch_sizes=[int(batch_size)] * (len(bucket_boundaries) + 1),
@@ -224,8 +250,11 @@ def make_dataset(
             padding_values=padding_values,
             drop_remainder=drop_remainder,
         )
+    # The exact number of batches, so that Keras knows the epoch length
+    # (a progress bar, and no "ran out of data" warning after epoch 1).
+    ds = ds.apply(tf.data.experimental.assert_cardinality(n_batches))
     ds = ds.map(
-        lambda s, t: ((s, t[:, :-1]), t[:, 1:]),
+        lambda s, t_in, t_out: ((s, t_in), t_out),
         num_parallel_calls=tf.data.AUTOTUNE,
         deterministic=True,
     )

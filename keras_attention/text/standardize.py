@@ -32,8 +32,9 @@ def _as_string_tensor(text) -> tf.Tensor:
     if isinstance(text, (tf.Tensor, tf.RaggedTensor)):
         if text.dtype != tf.string:
             raise ValueError(
-                f"Expected a tf.string tensor; received dtype {text.dtype}. "
-                "Pass the sentences as strings, not token ids."
+                "Expected a tf.string tensor; received dtype "
+                f"{text.dtype.name}. Pass the sentences as strings, not "
+                "token ids."
             )
         return text
     return tf.convert_to_tensor(text, dtype=tf.string)

@@ -26,6 +26,10 @@ PAD_ID, UNK_ID, START_ID, END_ID = 0, 1, 2, 3
 SOURCE_VOCAB_FILE = "source_vocab.txt"
 TARGET_VOCAB_FILE = "target_vocab.txt"
 CONFIG_FILE = "text_processor.json"
+# The padding token ("") as written in vocabulary files: TensorFlow's
+# TextFileInitializer rejects empty lines. Like [START], standardize can
+# never produce it (it splits off the brackets).
+PAD_IN_FILE = "[PAD]"
 _FORMAT_VERSION = 1
 _CHUNK = 8192  # sentences standardised per op call when counting words
 
@@ -513,10 +517,10 @@ class TextProcessor(tf.Module):
         """Write the processor into `directory` (created if needed).
 
         Files: `source_vocab.txt` and `target_vocab.txt` (UTF-8, one token
-        per line in id order; line 1 is empty: the padding token) and
-        `text_processor.json` (`max_length` and the format version). Plain
-        TensorFlow can read the vocabularies with
-        `tf.lookup.TextFileInitializer`.
+        per line in id order, so line number = id; the padding token of id
+        0 is written as `[PAD]`) and `text_processor.json` (`max_length`
+        and the format version). Plain TensorFlow can read the vocabularies
+        with `tf.lookup.TextFileInitializer` (`LINE_NUMBER` as value).
 
         Args:
             directory: where to write, e.g. next to a saved model.
@@ -527,7 +531,8 @@ class TextProcessor(tf.Module):
             ("source", SOURCE_VOCAB_FILE),
             ("target", TARGET_VOCAB_FILE),
         ):
-            text = "".join(t + "\n" for t in self._vocabularies[side])
+            tokens = (PAD_IN_FILE, *self._vocabularies[side][1:])
+            text = "".join(t + "\n" for t in tokens)
             (directory / file).write_text(text, encoding="utf-8")
         config = {
             "format_version": _FORMAT_VERSION,
@@ -575,7 +580,13 @@ class TextProcessor(tf.Module):
                     f"{path}: expected one token per line, ending with a "
                     "newline; the file looks truncated."
                 )
-            vocabularies.append(text[:-1].split("\n"))
+            tokens = text[:-1].split("\n")
+            if tokens[0] != PAD_IN_FILE:
+                raise ValueError(
+                    f"{path}: line 1 is {tokens[0]!r}; expected "
+                    f"{PAD_IN_FILE!r} (the padding token, id 0)."
+                )
+            vocabularies.append([PAD_TOKEN, *tokens[1:]])
         return cls(*vocabularies, max_length=config["max_length"])
 
     def __repr__(self) -> str:
