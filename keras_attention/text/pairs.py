@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import importlib.resources
 import os
 import pathlib
 import warnings
 from collections.abc import Sequence
 from typing import NamedTuple
+
+from keras_attention.datasets import SPA_ENG_SMALL
 
 SPA_ENG_URL = (
     "http://storage.googleapis.com/download.tensorflow.org/data/spa-eng.zip"
@@ -184,8 +187,8 @@ def read_pairs(
     path = pathlib.Path(path)
     if not path.is_file():
         raise FileNotFoundError(
-            f"Sentence-pair file not found: '{path}'. Pass the path of a "
-            "UTF-8 tab-separated file."
+            f"Sentence-pair file not found (or not a file): '{path}'. Pass "
+            "the path of a UTF-8 tab-separated file."
         )
 
     firsts, seconds, skipped = [], [], []
@@ -286,19 +289,16 @@ def split_pairs(
         )
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise ValueError(f"Invalid seed={seed!r}; expected an integer.")
-    train_end = fractions[0]
-    validation_end = fractions[0] + fractions[1]
+    bounds = (fractions[0], fractions[0] + fractions[1])
+    # Rounding can leave u above the last bound: use the last non-empty part.
+    last = max(i for i, f in enumerate(fractions) if f > 0)
     part_of = {}
     indices = ([], [], [])
     for i, group in enumerate(pairs.groups):
         if group not in part_of:
             u = _unit_interval(seed, group)
-            if u < train_end:
-                part_of[group] = 0
-            elif u < validation_end:
-                part_of[group] = 1
-            else:
-                part_of[group] = 2 if fractions[2] > 0 else 1
+            part = 0 if u < bounds[0] else 1 if u < bounds[1] else 2
+            part_of[group] = part if fractions[part] > 0 else last
         indices[part_of[group]].append(i)
     return PairSplits(*(pairs.take(idx) for idx in indices))
 
@@ -421,10 +421,6 @@ def load_demo_pairs(
     >>> len(pairs) > 1000
     True
     """
-    import importlib.resources
-
-    from keras_attention.datasets import SPA_ENG_SMALL
-
     resource = importlib.resources.files("keras_attention.datasets")
     with importlib.resources.as_file(resource / SPA_ENG_SMALL) as file:
         return read_pairs(file, reverse=reverse, max_pairs=max_pairs)

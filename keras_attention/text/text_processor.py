@@ -480,20 +480,19 @@ class TextProcessor(tf.Module):
                 f"Invalid side={side!r}; expected 'source' or 'target'."
             )
         vocabulary = self._vocabularies[side]
-        rows = ids.to_list() if isinstance(ids, tf.RaggedTensor) else ids
-        rows = (
-            np.asarray(rows, dtype=object)
-            if isinstance(rows, list)
-            else (np.asarray(rows))
-        )
+        if isinstance(ids, tf.RaggedTensor):
+            ids = ids.to_list()
+        elif isinstance(ids, tf.Tensor):
+            ids = ids.numpy()
         out = []
-        for row in rows:
+        for row in ids:
             tokens = []
             for i in row:
                 i = int(i)
                 if not 0 <= i < len(vocabulary):
                     raise ValueError(
-                        f"{side} id {i} is outside [0, {len(vocabulary)})."
+                        f"{side} id {i} is outside [0, {len(vocabulary)}) "
+                        f"(the {side} vocabulary size)."
                     )
                 if i != PAD_ID:
                     tokens.append(vocabulary[i])
