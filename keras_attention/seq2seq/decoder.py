@@ -156,7 +156,8 @@ class AttentionDecoder(keras.layers.Layer):
         if self.input_feeding:
             extra = self.units
         self.cell.build((None, self.embedding_dim + extra))
-        self.attention.build((None, self.units), (None, None, encoder_dim))
+        if not self.attention.built:  # a deserialised attention comes built
+            self.attention.build((None, self.units), (None, None, encoder_dim))
         state_dims = (
             [shape[-1] for shape in encoder_state_shape]
             if encoder_state_shape is not None

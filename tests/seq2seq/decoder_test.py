@@ -1,0 +1,169 @@
+import keras
+import numpy as np
+import pytest
+from keras import ops
+
+from keras_attention import BahdanauAttention
+from keras_attention.seq2seq import AttentionDecoder
+from keras_attention.seq2seq import Encoder
+from keras_attention.seq2seq import build_seq2seq
+
+CONFIGS = [
+    # (style, attention, cell, input_feeding)
+    ("bahdanau", "bahdanau", "lstm", False),
+    ("bahdanau", "dot", "gru", False),
+    ("bahdanau", "general", "lstm", False),
+    ("bahdanau", "scaled_dot", "gru", False),
+    ("luong", "bahdanau", "gru", False),
+    ("luong", "dot", "lstm", False),
+    ("luong", "general", "gru", True),
+    ("luong", "scaled_dot", "lstm", True),
+]
+
+
+def _batch(rng, batch=3, source_length=7, target_length=5, vocab=20):
+    source = rng.integers(1, vocab, size=(batch, source_length))
+    source[0, 4:] = 0  # padded source
+    source[1, 1:] = 0  # a single real source token
+    target = rng.integers(1, vocab, size=(batch, target_length))
+    target[2, 3:] = 0
+    return source.astype("int32"), target.astype("int32")
+
+
+def _model(style, attention, cell, input_feeding, vocab=20):
+    return build_seq2seq(
+        vocab,
+        vocab,
+        embedding_dim=8,
+        units=12,
+        attention=attention,
+        style=style,
+        cell=cell,
+        input_feeding=input_feeding,
+    )
+
+
+def _step_through(model, source, target):
+    """Logits and weights from a Python loop of one-token steps."""
+    encoder = model.get_layer("encoder")
+    decoder = model.get_layer("decoder")
+    outputs, mask, final = encoder(source)
+    state = decoder.initial_state(final)
+    constants = decoder.constants(outputs, mask)
+    logits, weights = [], []
+    for t in range(target.shape[1]):
+        step_logits, step_weights, state = decoder.step(
+            ops.convert_to_tensor(target[:, t]), state, constants
+        )
+        logits.append(ops.convert_to_numpy(step_logits))
+        weights.append(ops.convert_to_numpy(step_weights))
+    return np.stack(logits, 1), np.stack(weights, 1)
+
+
+@pytest.mark.parametrize("style,attention,cell,input_feeding", CONFIGS)
+def test_step_equals_teacher_forcing(style, attention, cell, input_feeding, rng):
+    model = _model(style, attention, cell, input_feeding)
+    source, target = _batch(rng)
+    decoder = model.get_layer("decoder")
+    encoder_outputs, mask, final = model.get_layer("encoder")(source)
+    logits, weights = decoder(target, encoder_outputs, mask, final)
+    step_logits, step_weights = _step_through(model, source, target)
+    np.testing.assert_allclose(
+        step_logits, ops.convert_to_numpy(logits), atol=1e-5
+    )
+    np.testing.assert_allclose(
+        step_weights, ops.convert_to_numpy(weights), atol=1e-6
+    )
+    # The weights are distributions over the real source tokens only.
+    source_mask = source != 0
+    weights = ops.convert_to_numpy(weights)
+    assert np.all(weights[~np.broadcast_to(source_mask[:, None], weights.shape)] == 0)
+    np.testing.assert_allclose(weights.sum(-1), 1.0, atol=1e-5)
+
+
+@pytest.mark.parametrize("style", ["bahdanau", "luong"])
+def test_padding_in_the_source_changes_nothing(style, rng):
+    model = _model(style, "bahdanau", "lstm", False)
+    source, target = _batch(rng)
+    noisy = source.copy()
+    noisy[0, 4:] = 0
+    # Extra padding columns: same sentence, longer batch.
+    wider = np.concatenate([source, np.zeros((3, 4), "int32")], axis=1)
+    a = ops.convert_to_numpy(model((source, target)))
+    b = ops.convert_to_numpy(model((wider, target)))
+    np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+@pytest.mark.parametrize("style,input_feeding", [("bahdanau", False), ("luong", False), ("luong", True)])
+def test_keys_are_projected_once_per_source(style, input_feeding, rng, monkeypatch):
+    model = _model(style, "bahdanau", "lstm", input_feeding)
+    source, target = _batch(rng, target_length=6)
+    attention = model.get_layer("decoder").attention
+    calls = []
+    original = attention.project_keys
+
+    def counting(key):
+        calls.append(1)
+        return original(key)
+
+    monkeypatch.setattr(attention, "project_keys", counting)
+    model((source, target))
+    assert len(calls) == 1
+    # The decoder's own projection of the query happens at every step, so
+    # the per-step work is only the query side.
+    _step_through(model, source, target)
+    assert len(calls) == 2  # once more, for the new source
+
+
+def test_save_and_load_keras_file(tmp_path, rng):
+    model = _model("bahdanau", "bahdanau", "gru", False)
+    source, target = _batch(rng)
+    path = tmp_path / "model.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    np.testing.assert_array_equal(
+        ops.convert_to_numpy(loaded((source, target))),
+        ops.convert_to_numpy(model((source, target))),
+    )
+    a, _ = _step_through(model, source, target)
+    b, _ = _step_through(loaded, source, target)
+    np.testing.assert_array_equal(a, b)
+    assert isinstance(loaded.get_layer("decoder").attention, BahdanauAttention)
+
+
+def test_get_config_round_trip():
+    decoder = AttentionDecoder(
+        30, 8, 12, attention="general", style="luong", cell="gru", input_feeding=True
+    )
+    clone = AttentionDecoder.from_config(decoder.get_config())
+    assert clone.get_config() == decoder.get_config()
+    encoder = Encoder(30, 8, 12, cell="gru")
+    assert Encoder.from_config(encoder.get_config()).get_config() == encoder.get_config()
+
+
+def test_mixed_precision_logits_are_float32_and_finite(rng):
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    model = _model("luong", "general", "lstm", True)
+    source, target = _batch(rng)
+    logits = model((source, target))
+    assert keras.backend.standardize_dtype(logits.dtype) == "float32"
+    assert np.all(np.isfinite(ops.convert_to_numpy(logits)))
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"style": "transformer"}, "style.*bahdanau.*luong"),
+        ({"cell": "rnn"}, "cell.*lstm.*gru"),
+        ({"attention": "cosine"}, "attention.*bahdanau.*dot.*general.*scaled_dot"),
+        ({"style": "bahdanau", "input_feeding": True}, "input_feeding.*Luong"),
+    ],
+)
+def test_bad_options_raise(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        AttentionDecoder(30, 8, 12, **kwargs)
+
+
+def test_odd_encoder_units_raise():
+    with pytest.raises(ValueError, match="units.*even.*Received: units=7"):
+        Encoder(30, 8, 7)
