@@ -34,6 +34,10 @@ def _same_dim(a, b):
     return a == b
 
 
+def _tensor(x):
+    return ops.convert_to_tensor(x)
+
+
 def _is_int(value):
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
@@ -82,13 +86,9 @@ def prepare_inputs(caller, start_tokens, state, constants):
         )
     start_tokens = ops.cast(start_tokens, "int32")
     batch = start_tokens.shape[0]
-    state = (
-        () if state is None else tree.map_structure(ops.convert_to_tensor, state)
-    )
+    state = () if state is None else tree.map_structure(_tensor, state)
     constants = (
-        ()
-        if constants is None
-        else tree.map_structure(ops.convert_to_tensor, constants)
+        () if constants is None else tree.map_structure(_tensor, constants)
     )
     for name, structure in (("state", state), ("constants", constants)):
         for leaf in tree.flatten(structure):
@@ -144,9 +144,11 @@ def _check_step_outputs(caller, outputs, tokens, state, token_ids):
             f"{tree.map_structure(lambda x: x.shape, state)}."
         ) from error
     new_state = tree.map_structure(ops.convert_to_tensor, new_state)
-    for old, new in zip(tree.flatten(state), tree.flatten(new_state)):
+    for old, new in zip(
+        tree.flatten(state), tree.flatten(new_state), strict=True
+    ):
         same_shape = len(old.shape) == len(new.shape) and all(
-            _same_dim(a, b) for a, b in zip(old.shape, new.shape)
+            _same_dim(a, b) for a, b in zip(old.shape, new.shape, strict=True)
         )
         if not same_shape or old.dtype != new.dtype:
             raise ValueError(
@@ -155,7 +157,8 @@ def _check_step_outputs(caller, outputs, tokens, state, token_ids):
                 f"Received: {_fmt(new.shape)} {new.dtype} for "
                 f"{_fmt(old.shape)} {old.dtype}."
             )
-    return ops.cast(logits, "float32"), ops.cast(attention, "float32"), new_state
+    logits = ops.cast(logits, "float32")
+    return logits, ops.cast(attention, "float32"), new_state
 
 
 def run_loop(
@@ -238,9 +241,10 @@ def decode_rows(
 ):
     """One sequence per row (greedy search and sampling).
 
-    The inputs come from `prepare_inputs`. `choose(logits, index)` returns `(tokens, scores, log_probs)`: the next
-    int32 token of every row, its log-probability under the distribution it
-    was chosen from, and under the model (`log_softmax(logits)`).
+    The inputs come from `prepare_inputs`. `choose(logits, index)` returns
+    `(tokens, scores, log_probs)`: the next int32 token of every row, its
+    log-probability under the distribution it was chosen from, and under the
+    model (`log_softmax(logits)`).
     """
     batch = ops.shape(start_tokens)[0]
 

@@ -84,13 +84,13 @@ def _jax_compiled(fn, variables):
     compiled = {}
 
     def stateless_call(kwargs, values, *args):
-        mapping = list(zip(variables, values))
+        mapping = list(zip(variables, values, strict=True))
         with keras.StatelessScope(state_mapping=mapping) as scope:
             given = [scope.get_current_value(v) for v in variables]
             outputs = fn(*args, **kwargs)
         # Only the variables that `fn` assigned come back out of the jit.
         updates = []
-        for variable, value in zip(variables, given):
+        for variable, value in zip(variables, given, strict=True):
             current = scope.get_current_value(variable)
             updates.append(None if current is value else current)
         return outputs, updates
@@ -112,7 +112,7 @@ def _jax_compiled(fn, variables):
             compiled[key] = function
         values = [variable.value for variable in variables]
         outputs, updates = function(values, *args)
-        for variable, value in zip(variables, updates):
+        for variable, value in zip(variables, updates, strict=True):
             if value is not None:
                 variable.assign(value)
         return outputs
