@@ -17,6 +17,7 @@ twice per compilation and each traced graph contains one step.
 
 import numbers
 
+import keras
 from keras import ops
 from keras import tree
 
@@ -32,6 +33,10 @@ def _same_dim(a, b):
     if not isinstance(a, int) or not isinstance(b, int):
         return True
     return a == b
+
+
+def _shape(x):
+    return getattr(x, "shape", x)
 
 
 def _tensor(x):
@@ -79,7 +84,7 @@ def prepare_inputs(caller, start_tokens, state, constants):
             f"{_fmt(start_tokens.shape)}. For one sequence, pass "
             "`start_tokens=[start_id]`."
         )
-    if "int" not in str(start_tokens.dtype):
+    if "int" not in keras.backend.standardize_dtype(start_tokens.dtype):
         raise ValueError(
             f"`{caller}`: `start_tokens` must be integer token ids. "
             f"Received: dtype {start_tokens.dtype}."
@@ -140,8 +145,8 @@ def _check_step_outputs(caller, outputs, tokens, state, token_ids):
         raise ValueError(
             f"`{caller}`: `step_fn` must return `new_state` with the "
             "structure of the `state` it was given. Received: "
-            f"{tree.map_structure(lambda x: x.shape, new_state)} for state "
-            f"{tree.map_structure(lambda x: x.shape, state)}."
+            f"{tree.map_structure(_shape, new_state)} for state "
+            f"{tree.map_structure(_shape, state)}."
         ) from error
     new_state = tree.map_structure(ops.convert_to_tensor, new_state)
     for old, new in zip(

@@ -101,7 +101,7 @@ def beam_search(
     >>> out = beam_search(
     ...     step_fn, [1, 2], keras.ops.zeros((2, 3)), max_length=4,
     ...     end_token=0, beam_width=3, length_penalty=0.6)
-    >>> out.tokens.shape
+    >>> tuple(out.tokens.shape)
     (2, 3, 4)
     """
     caller = "beam_search"

@@ -63,7 +63,7 @@ def greedy_search(
     >>> out = greedy_search(
     ...     step_fn, [1, 2], keras.ops.zeros((2, 3)), max_length=4,
     ...     end_token=0)
-    >>> out.tokens.shape
+    >>> tuple(out.tokens.shape)
     (2, 4)
     """
     caller = "greedy_search"

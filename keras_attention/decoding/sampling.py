@@ -80,7 +80,7 @@ def sample(
     >>> out = sample(
     ...     step_fn, [1, 2], keras.ops.zeros((2, 3)), max_length=4,
     ...     temperature=0.7, top_k=3, seed=42)
-    >>> out.tokens.shape
+    >>> tuple(out.tokens.shape)
     (2, 4)
     """
     caller = "sample"
@@ -109,7 +109,9 @@ def sample(
 
     batch = ops.shape(start_tokens)[0]
     try:
-        uniform = keras.random.uniform((max_length, batch), seed=seed)
+        uniform = keras.random.uniform(
+            (max_length, batch), dtype="float32", seed=seed
+        )
     except ValueError as error:
         if seed is not None:
             raise
