@@ -345,26 +345,36 @@ def test_embedding_mask_equals_explicit_masks(name):
 # ---- properties --------------------------------------------------------
 
 
-shapes = st.tuples(
-    st.integers(1, 3), st.integers(1, 4), st.integers(1, 5), st.integers(1, 4)
-)
+# A few fixed shapes, edge cases included (one query, one key, depth 1):
+# JAX compiles every operation anew for each new shape, so the examples vary
+# the layer, the masks and the numbers rather than the shapes.
+CASE_SHAPES = [(1, 1, 1, 1), (2, 3, 5, 3), (3, 2, 4, 2)]
 
 
+@st.composite
+def attention_cases(draw):
+    """(layer name, (B, Tq, Tk, depth), value mask, seed for the numbers)."""
+    name = draw(st.sampled_from(NAMES))
+    batch, tq, tk, depth = draw(st.sampled_from(CASE_SHAPES))
+    value_mask = draw(
+        st.lists(
+            st.lists(st.booleans(), min_size=tk, max_size=tk),
+            min_size=batch,
+            max_size=batch,
+        )
+    )
+    seed = draw(st.integers(0, 2**16))
+    return name, (batch, tq, tk, depth), np.array(value_mask, bool), seed
+
+
+@pytest.mark.filterwarnings("ignore:You are using a softmax over axis")
 @property_settings
-@given(
-    name=st.sampled_from(NAMES),
-    shape=shapes,
-    single_step=st.booleans(),
-    seed=st.integers(0, 2**16),
-)
-def test_weights_are_a_distribution_over_unmasked_keys(
-    name, shape, single_step, seed
-):
-    batch, tq, tk, depth = shape
+@given(case=attention_cases(), single_step=st.booleans())
+def test_weights_are_a_distribution_over_unmasked_keys(case, single_step):
+    name, (batch, tq, tk, depth), value_mask, seed = case
     rng = np.random.default_rng(seed)
     query = rng.normal(size=(batch, tq, depth)).astype("float32") * 3
     value = rng.normal(size=(batch, tk, depth)).astype("float32") * 3
-    value_mask = rng.random((batch, tk)) < 0.6
     if single_step:
         query = query[:, 0]
     _, weights = call(make_layer(name), query, value, value_mask=value_mask)
@@ -375,24 +385,19 @@ def test_weights_are_a_distribution_over_unmasked_keys(
     has_key = value_mask.any(-1)
     np.testing.assert_allclose(sums[has_key], 1.0, atol=1e-5)
     np.testing.assert_array_equal(sums[~has_key], 0.0)
-    assert np.all(
-        weights[np.broadcast_to(~value_mask[:, None], weights.shape)] == 0
-    )
+    masked = np.broadcast_to(~value_mask[:, None], weights.shape)
+    assert np.all(weights[masked] == 0)
 
 
+@pytest.mark.filterwarnings("ignore:You are using a softmax over axis")
 @property_settings
-@given(
-    name=st.sampled_from(NAMES),
-    shape=shapes,
-    seed=st.integers(0, 2**16),
-)
-def test_permuting_keys_permutes_weights_and_keeps_context(name, shape, seed):
-    batch, tq, tk, depth = shape
+@given(case=attention_cases())
+def test_permuting_keys_permutes_weights_and_keeps_context(case):
+    name, (batch, tq, tk, depth), value_mask, seed = case
     rng = np.random.default_rng(seed)
     query = rng.normal(size=(batch, tq, depth)).astype("float32")
     key = rng.normal(size=(batch, tk, depth)).astype("float32")
     value = rng.normal(size=(batch, tk, 3)).astype("float32")
-    value_mask = rng.random((batch, tk)) < 0.7
     permutation = rng.permutation(tk)
     layer = make_layer(name)
     context, weights = call(layer, query, value, key=key, value_mask=value_mask)

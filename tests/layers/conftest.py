@@ -3,17 +3,23 @@ import gc
 import pytest
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _freeze_import_time_objects():
-    """Makes the per-test `clear_session()` cheap.
+@pytest.fixture(autouse=True)
+def _freeze_survivors(_fresh_keras_state):
+    """Makes the next test's `clear_session()` cheap.
 
     The shared autouse fixture calls `keras.utils.clear_session()`, whose
-    full `gc.collect()` walks the ~400,000 objects TensorFlow creates at
-    import: about 0.5 s per test on a small CPU, more than most tests take.
-    Freezing the objects alive now moves them out of the collector's sight;
-    everything the tests create is still collected as before.
+    full `gc.collect()` walks every live object: the ~400,000 TensorFlow
+    creates at import (which Keras imports on the first `get_config()` even
+    on the JAX and PyTorch backends) cost about 0.5 s per test on a small
+    CPU, more than most tests take. Right after that collection, freezing
+    what survived takes it out of the collector's sight; what each test
+    creates is still collected by the next test's `clear_session()`.
     """
-    gc.collect()
     gc.freeze()
+    yield
+
+
+@pytest.fixture(scope="package", autouse=True)
+def _unfreeze_after_layer_tests():
     yield
     gc.unfreeze()
