@@ -10,6 +10,8 @@ DEPS_STAMP := $(VENV)/.deps-base
 TEST_STAMP := $(VENV)/.deps-test
 export TF_CPP_MIN_LOG_LEVEL ?= 3
 export PYTHONHASHSEED ?= 0
+# The backend-agnostic parts, tested on every Keras backend.
+BACKEND_TESTS := tests/layers tests/decoding tests/seq2seq
 
 .PHONY: demo test lint wheel-check bench clean
 
@@ -37,8 +39,8 @@ lint: $(TEST_STAMP)
 # the wheel.
 test: $(TEST_STAMP) lint
 	KERAS_BACKEND=tensorflow $(PY) -m pytest -q
-	KERAS_BACKEND=jax $(PY) -m pytest -q -m "not slow" tests/layers
-	KERAS_BACKEND=torch $(PY) -m pytest -q -m "not slow" tests/layers
+	KERAS_BACKEND=jax $(PY) -m pytest -q -m "not slow" $(BACKEND_TESTS)
+	KERAS_BACKEND=torch $(PY) -m pytest -q -m "not slow" $(BACKEND_TESTS)
 	$(MAKE) --no-print-directory wheel-check
 
 # Build the wheel from the tree, install it (and nothing of the tree) into a

@@ -17,6 +17,7 @@ def _fresh_keras_state():
     """
     keras.utils.clear_session(free_memory=False)
     keras.config.set_dtype_policy("float32")
+    keras.utils.set_random_seed(1234)  # reproducible weight initialisation
     yield
     keras.config.set_dtype_policy("float32")
 

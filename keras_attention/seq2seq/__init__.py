@@ -2,6 +2,7 @@
 
 from keras_attention.seq2seq.decoder import AttentionDecoder
 from keras_attention.seq2seq.encoder import Encoder
+from keras_attention.seq2seq.inference import Seq2SeqInference
 from keras_attention.seq2seq.model import MaskedAccuracy
 from keras_attention.seq2seq.model import attention_model
 from keras_attention.seq2seq.model import build_seq2seq
@@ -11,6 +12,7 @@ __all__ = [
     "AttentionDecoder",
     "Encoder",
     "MaskedAccuracy",
+    "Seq2SeqInference",
     "attention_model",
     "build_seq2seq",
     "compile_seq2seq",
