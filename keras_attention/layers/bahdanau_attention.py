@@ -111,11 +111,16 @@ class BahdanauAttention(BaseAttention):
     def build_score(self, query_dim, key_dim):
         self.query_dense.build((None, query_dim))
         self.key_dense.build((None, key_dim))
+        # The score's own weights stay float32 inside the layer's call
+        # (`autocast=False`): under a mixed policy Keras would otherwise hand
+        # them over rounded to float16, and the float32 score would be
+        # computed from half-precision parameters.
         self.v = self.add_weight(
             name="v",
             shape=(self.units,),
             initializer=_vector_initializer(self.kernel_initializer),
             dtype="float32",
+            autocast=False,
         )
         if self.normalize:
             self.g = self.add_weight(
@@ -125,15 +130,23 @@ class BahdanauAttention(BaseAttention):
                     (1.0 / self.units) ** 0.5
                 ),
                 dtype="float32",
+                autocast=False,
             )
             self.b = self.add_weight(
-                name="b", shape=(self.units,), initializer="zeros", dtype="float32"
+                name="b",
+                shape=(self.units,),
+                initializer="zeros",
+                dtype="float32",
+                autocast=False,
             )
 
     def check_depths(self, query_dim, key_dim):
         if not self.built:
             return
-        expected = (self.query_dense.kernel.shape[0], self.key_dense.kernel.shape[0])
+        expected = (
+            self.query_dense.kernel.shape[0],
+            self.key_dense.kernel.shape[0],
+        )
         if (query_dim, key_dim) != expected:
             raise ValueError(
                 f"BahdanauAttention layer '{self.name}' was built for query "

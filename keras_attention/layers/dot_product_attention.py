@@ -94,13 +94,21 @@ class DotProductAttention(BaseAttention):
             )
             self.key_dense.build((None, key_dim))
         if self.use_scale:
+            # float32 inside the call too, like the scores it multiplies.
             self.scale = self.add_weight(
-                name="scale", shape=(), initializer="ones", dtype="float32"
+                name="scale",
+                shape=(),
+                initializer="ones",
+                dtype="float32",
+                autocast=False,
             )
 
     def check_depths(self, query_dim, key_dim):
         if self.score_mode == "general":
-            if self.built and self.key_dense.kernel.shape != (key_dim, query_dim):
+            if self.built and self.key_dense.kernel.shape != (
+                key_dim,
+                query_dim,
+            ):
                 raise ValueError(
                     f"DotProductAttention layer '{self.name}' was built for "
                     f"keys of depth {self.key_dense.kernel.shape[0]} and "
@@ -109,7 +117,11 @@ class DotProductAttention(BaseAttention):
                     f"{query_dim}. Use a new layer for inputs of other depths."
                 )
             return
-        if query_dim is not None and key_dim is not None and query_dim != key_dim:
+        if (
+            query_dim is not None
+            and key_dim is not None
+            and query_dim != key_dim
+        ):
             raise ValueError(
                 f"DotProductAttention layer '{self.name}' with score='dot' "
                 "needs queries and keys of the same depth. Received query "

@@ -477,16 +477,25 @@ def test_dropout_is_reproducible_with_a_seed(name, rng):
 def _large_score_inputs(rng, name):
     """Integer inputs (exact in float16 and bfloat16) with scores ~1e4.
 
-    For the dot scores, sample 0 scores its keys 10000, 10001 and -10000 with
-    the first query: a difference of 1 that float16 arithmetic (spacing 8
-    near 1e4) would erase, turning the weights (0.27, 0.73, 0) into
-    (0.5, 0.5, 0). Bahdanau's scores are made large by its `v` instead
-    (`_set_large_score_weights`), on small inputs.
+    The weights of the first query of sample 0 hinge on a score difference
+    that half precision would erase:
+
+    - dot scores: its keys score 10000, 10001 and -10000, a difference of 1
+      that float16 arithmetic (spacing 8 near 1e4) would lose, turning the
+      weights (0.27, 0.73, 0) into (0.5, 0.5, 0);
+    - Bahdanau (weights set by `_set_large_score_weights`): a zero query and
+      keys projected onto unit 0 and unit 1 score `v[0] tanh(2)` and
+      `v[1] tanh(2)`, with `v[0] - v[1] = 0.25`, which a `v` rounded to
+      float16 (spacing 2 near 2500) or bfloat16 (spacing 16) would lose:
+      weights (0.56, 0.44, 0) instead of (0.5, 0.5, 0).
     """
     high = 4 if name == "bahdanau" else 100
     query = rng.integers(-high, high + 1, size=(3, 4, 4)).astype("float32")
     key = rng.integers(-high, high + 1, size=(3, 3, 4)).astype("float32")
-    if name != "bahdanau":
+    if name == "bahdanau":
+        query[0, 0] = 0
+        key[0] = [[2, 0, 0, 0], [0, 2, 0, 0], [-4, -4, -4, -4]]
+    else:
         query[0, 0] = [100, 1, 0, 0]
         key[0] = [[100, 0, 0, 0], [100, 1, 0, 0], [-100, 0, 0, 0]]
     value = rng.integers(-3, 4, size=(3, 3, 2)).astype("float32")
@@ -496,14 +505,18 @@ def _large_score_inputs(rng, name):
 
 def _set_large_score_weights(layer, rng):
     if isinstance(layer, BahdanauAttention):
-        # Projections n / 4 with |n| <= 16 (exact in half precision), then a
-        # large score vector: |score| up to 6 * 2500.
+        # Projections exact in half precision (W_q entries n / 4, W_k copies
+        # the key into units 0-3), then a large score vector whose entries
+        # half precision cannot represent: |score| up to ~1e4.
         units = layer.units
-        for dense in (layer.query_dense, layer.key_dense):
-            dense.kernel.assign(
-                rng.integers(-1, 2, size=(4, units)).astype("float32") / 4
-            )
-        layer.v.assign(np.full((units,), 2500.0, "float32"))
+        layer.query_dense.kernel.assign(
+            rng.integers(-1, 2, size=(4, units)).astype("float32") / 4
+        )
+        layer.key_dense.kernel.assign(np.eye(4, units, dtype="float32"))
+        v = np.full((units,), 2500.0, "float32")
+        v[0] = 2500.25
+        v[4:] = [2500.75, 2499.5]
+        layer.v.assign(v)
     elif getattr(layer, "key_dense", None) is not None:
         layer.key_dense.kernel.assign(np.eye(4, dtype="float32"))
 
@@ -546,6 +559,45 @@ def test_mixed_precision_large_scores(name, policy, rng):
         reference, query, value, key=key, value_mask=value_mask
     )[1]
     np.testing.assert_allclose(weights, expected, atol=tol)
+
+
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+@pytest.mark.parametrize("name", NAMES)
+def test_mixed_precision_gradients_match_float32(name, policy, rng):
+    query, key, value, value_mask, query_mask = random_inputs(rng)
+    # Multiples of 1/8 (inputs) and 1/16 (weights): exact in half precision.
+    query, key, value = (np.round(x * 8) / 8 for x in (query, key, value))
+    keras.config.set_dtype_policy(policy)
+    layer = make_layer(name)
+    reference = make_layer(name, dtype="float32")
+    for each in (layer, reference):
+        each(query, value, key=key)
+    perturb_scale(layer)
+    for target, source in zip(reference.weights, layer.weights, strict=True):
+        value_16 = np.round(to_numpy(source) * 16) / 16
+        source.assign(value_16)
+        target.assign(value_16)
+    c_coef = ops.convert_to_tensor(rng.normal(size=(3, 4, 3)), "float32")
+    w_coef = ops.convert_to_tensor(rng.normal(size=(3, 4, 5)), "float32")
+
+    def loss_fn(outputs):
+        context, weights = (ops.cast(x, "float32") for x in outputs)
+        return ops.sum(context * c_coef) + ops.sum(weights * w_coef)
+
+    kwargs = {
+        "value_mask": value_mask,
+        "query_mask": query_mask,
+        "return_attention_scores": True,
+    }
+    mixed = layer_gradients(layer, [query, value, key], loss_fn, **kwargs)
+    full = layer_gradients(reference, [query, value, key], loss_fn, **kwargs)
+    tol = 5e-2 if policy == "mixed_bfloat16" else 1e-2
+    assert mixed[0] == pytest.approx(full[0], rel=tol, abs=tol)
+    for got, expected in zip(
+        [*mixed[1], *mixed[2]], [*full[1], *full[2]], strict=True
+    ):
+        assert np.all(np.isfinite(got))
+        np.testing.assert_allclose(got, expected, rtol=tol, atol=tol)
 
 
 # ---- errors ------------------------------------------------------------
