@@ -59,7 +59,7 @@ def _median_pair(fn_a, fn_b, args, repeats):
             _block(fn(*args))
     times = ([], [])
     for _ in range(repeats):
-        for fn, out in zip((fn_a, fn_b), times):
+        for fn, out in zip((fn_a, fn_b), times, strict=True):
             start = time.perf_counter()
             _block(fn(*args))
             out.append(time.perf_counter() - start)
@@ -122,15 +122,42 @@ def _pairs(depth):
         return out[:, :, 0, :]
 
     return [
-        ("Bahdanau", "additive", bahdanau, ours(bahdanau),
-         "AdditiveAttention", additive, keras_layer(additive)),
-        ("DotProduct", "dot", dot, ours(dot),
-         "Attention", attention, keras_layer(attention)),
-        ("ScaledDotProduct", "dot", scaled, ours(scaled),
-         "Attention(q/sqrt(d))", attention_scaled,
-         keras_layer(attention_scaled, scale)),
-        ("ScaledDotProduct", "dot", scaled, ours(scaled),
-         "ops.dot_product_attention", None, keras_op),
+        (
+            "Bahdanau",
+            "additive",
+            bahdanau,
+            ours(bahdanau),
+            "AdditiveAttention",
+            additive,
+            keras_layer(additive),
+        ),
+        (
+            "DotProduct",
+            "dot",
+            dot,
+            ours(dot),
+            "Attention",
+            attention,
+            keras_layer(attention),
+        ),
+        (
+            "ScaledDotProduct",
+            "dot",
+            scaled,
+            ours(scaled),
+            "Attention(q/sqrt(d))",
+            attention_scaled,
+            keras_layer(attention_scaled, scale),
+        ),
+        (
+            "ScaledDotProduct",
+            "dot",
+            scaled,
+            ours(scaled),
+            "ops.dot_product_attention",
+            None,
+            keras_op,
+        ),
     ]
 
 
@@ -164,9 +191,15 @@ def main(argv=None):
             v = tf.constant(rng.normal(size=(batch, length, depth)), "float32")
             lengths = rng.integers(length // 2, length + 1, size=(batch, 1))
             mask = tf.constant(np.arange(length)[None, :] < lengths)
-            for name, kind, layer, call, other, other_layer, other_call in (
-                _pairs(depth)
-            ):
+            for (
+                name,
+                kind,
+                layer,
+                call,
+                other,
+                other_layer,
+                other_call,
+            ) in _pairs(depth):
                 # Build both, so weights exist before tracing.
                 call(q, v, mask)
                 other_call(q, v, mask)

@@ -155,15 +155,28 @@ def beam_search(
         }
 
     def update(carry, index, logits, attention, state):
-        vocab = ops.shape(logits)[-1]
+        vocab = logits.shape[-1]
+        per_beam = width if vocab is None else min(width, vocab)
         finished = carry["finished"]
-        step_log_probs = unfold(_loop.log_softmax(logits))
+        # The candidates of one beam all get the same length, so their order
+        # is the order of their logits, and at most `width` of them can be
+        # among the `width` best of the source: rank each beam's `width`
+        # best tokens only, not the whole vocabulary (a few cheap passes
+        # over the logits instead of several over `width * vocab` scores).
+        top_logits, top_tokens = ops.top_k(logits, per_beam)
+        step_log_probs = unfold(
+            top_logits - ops.logsumexp(logits, axis=-1, keepdims=True)
+        )
+        top_tokens = unfold(ops.cast(top_tokens, "int32"))
         # A finished hypothesis continues only with pad, at log-prob 0.
         pad_only = ops.where(
-            ops.equal(ops.arange(vocab), pad_token), 0.0, float("-inf")
+            ops.equal(ops.arange(per_beam), 0), 0.0, float("-inf")
         )
         step_log_probs = ops.where(
             ops.expand_dims(finished, -1), pad_only, step_log_probs
+        )
+        top_tokens = ops.where(
+            ops.expand_dims(finished, -1), pad_token, top_tokens
         )
         log_probs = ops.expand_dims(carry["log_probs"], -1) + step_log_probs
         lengths = carry["lengths"] + ops.cast(
@@ -173,10 +186,12 @@ def beam_search(
             _length_penalty(lengths, alpha), -1
         )
 
-        # The best `width` of the `width * vocab` candidates of each source.
+        # The best `width` of the `width * per_beam` candidates of a source.
         scores, flat = ops.top_k(ops.reshape(scores, (batch, -1)), width)
-        beams = ops.cast(flat // vocab, "int32")
-        tokens = ops.cast(flat % vocab, "int32")
+        beams = ops.cast(flat // per_beam, "int32")
+        tokens = ops.take_along_axis(
+            ops.reshape(top_tokens, (batch, -1)), flat, axis=1
+        )
 
         def follow(x):
             """Reorders `(batch, width, ...)` along the chosen beams."""
@@ -184,7 +199,6 @@ def beam_search(
             return ops.take_along_axis(x, indices, axis=1)
 
         was_finished = follow(finished)
-        tokens = ops.where(was_finished, pad_token, tokens)
         now_finished = was_finished
         if end_token is not None:
             now_finished = ops.logical_or(

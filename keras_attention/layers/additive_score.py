@@ -1,4 +1,5 @@
-"""The additive (Bahdanau) score `s[b, i, j] = sum_u v[u] tanh(q[b, i, u] + k[b, j, u])`.
+"""The additive (Bahdanau) score, `s[b, i, j] = sum_u v[u] tanh(q[b, i, u] +
+k[b, j, u])`.
 
 Written by hand because autodiff of the obvious expression is slow: it keeps
 the `(B, Tq, Tk, units)` tanh tensor alive between forward and backward and
@@ -84,7 +85,9 @@ def additive_scores(query, keys, v):
         keys: float32 `(B, Tk, U)`, the projected keys `W_k k` (+ bias).
         v: float32 `(U,)`, the score vector.
     """
-    size = _chunk_size(query.shape[0], query.shape[1], keys.shape[1], v.shape[0])
+    size = _chunk_size(
+        query.shape[0], query.shape[1], keys.shape[1], v.shape[0]
+    )
     if size is None:
         scores = _scores(query, keys, v)
     else:

@@ -314,7 +314,7 @@ class BaseAttention(keras.layers.Layer):
             shape = tuple(shape)
             if len(shape) != len(want) or any(
                 a is not None and b is not None and a != b
-                for a, b in zip(shape, want)
+                for a, b in zip(shape, want, strict=True)
             ):
                 raise ValueError(
                     f"{name}: `{arg}` must have shape {_fmt(want)} to match "

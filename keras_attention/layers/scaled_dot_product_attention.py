@@ -60,7 +60,11 @@ class ScaledDotProductAttention(BaseAttention):
     """
 
     def check_depths(self, query_dim, key_dim):
-        if query_dim is not None and key_dim is not None and query_dim != key_dim:
+        if (
+            query_dim is not None
+            and key_dim is not None
+            and query_dim != key_dim
+        ):
             raise ValueError(
                 f"ScaledDotProductAttention layer '{self.name}' needs queries "
                 f"and keys of the same depth d_k. Received query depth "
@@ -73,7 +77,9 @@ class ScaledDotProductAttention(BaseAttention):
         # Scale the query, not the (B, Tq, Tk) scores: fewer multiplications.
         depth = projected_keys.shape[-1]
         if depth is None:
-            scale = ops.rsqrt(ops.cast(ops.shape(projected_keys)[-1], "float32"))
+            scale = ops.rsqrt(
+                ops.cast(ops.shape(projected_keys)[-1], "float32")
+            )
         else:
             scale = 1.0 / math.sqrt(depth)
         query = ops.cast(query, "float32") * scale

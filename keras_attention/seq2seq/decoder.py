@@ -125,7 +125,10 @@ class AttentionDecoder(keras.layers.Layer):
         self.cell = cell_class(units, dtype=self.dtype_policy, name="cell")
         self.bridges = [
             keras.layers.Dense(
-                units, activation="tanh", dtype=self.dtype_policy, name=f"bridge_{i}"
+                units,
+                activation="tanh",
+                dtype=self.dtype_policy,
+                name=f"bridge_{i}",
             )
             for i in range(recurrence.state_size(cell))
         ]
@@ -163,7 +166,7 @@ class AttentionDecoder(keras.layers.Layer):
             if encoder_state_shape is not None
             else [encoder_dim] * len(self.bridges)
         )
-        for bridge, dim in zip(self.bridges, state_dims):
+        for bridge, dim in zip(self.bridges, state_dims, strict=True):
             bridge.build((None, dim))
         if self.style == "luong":
             self.attentional_dense.build((None, encoder_dim + self.units))
@@ -178,7 +181,8 @@ class AttentionDecoder(keras.layers.Layer):
         final states: `tanh(W s)` per state (plus a zero attentional vector
         with input feeding). A tuple, for `step`."""
         state = tuple(
-            bridge(s) for bridge, s in zip(self.bridges, encoder_state)
+            bridge(s)
+            for bridge, s in zip(self.bridges, encoder_state, strict=True)
         )
         if self.input_feeding:
             state += (ops.zeros_like(state[0]),)
@@ -344,7 +348,9 @@ class AttentionDecoder(keras.layers.Layer):
                 "vocab_size": self.vocab_size,
                 "embedding_dim": self.embedding_dim,
                 "units": self.units,
-                "attention": keras.saving.serialize_keras_object(self.attention),
+                "attention": keras.saving.serialize_keras_object(
+                    self.attention
+                ),
                 "style": self.style,
                 "cell": self.cell_kind,
                 "input_feeding": self.input_feeding,

@@ -51,7 +51,13 @@ class Encoder(keras.layers.Layer):
     """
 
     def __init__(
-        self, vocab_size, embedding_dim, units, cell="lstm", dropout=0.0, **kwargs
+        self,
+        vocab_size,
+        embedding_dim,
+        units,
+        cell="lstm",
+        dropout=0.0,
+        **kwargs,
     ):
         super().__init__(**kwargs)
         _check_cell("Encoder", cell)
@@ -92,7 +98,9 @@ class Encoder(keras.layers.Layer):
         half = len(states) // 2
         final_state = [
             ops.concatenate([forward, backward], axis=-1)
-            for forward, backward in zip(states[:half], states[half:])
+            for forward, backward in zip(
+                states[:half], states[half:], strict=True
+            )
         ]
         return outputs, mask, final_state
 

@@ -18,7 +18,8 @@ class Seq2SeqInference:
     Args:
         model: the seq2seq `keras.Model`.
         start_token: int, the id that starts every target (`[START]`).
-        end_token: int, the id that ends a target (`[END]`).
+        end_token: int, the id that ends a target (`[END]`), or `None` to
+            always generate `max_length` tokens.
         max_length: int, the most tokens generated per source.
         seed: optional int, seed of `sample` (each call draws new tokens; the
             sequence of calls is reproducible).
@@ -50,7 +51,7 @@ class Seq2SeqInference:
         self.encoder = model.get_layer("encoder")
         self.decoder = model.get_layer("decoder")
         self.start_token = int(start_token)
-        self.end_token = int(end_token)
+        self.end_token = None if end_token is None else int(end_token)
         self.max_length = int(max_length)
         self.seed_generator = keras.random.SeedGenerator(seed)
         variables = [*model.variables, self.seed_generator.state]

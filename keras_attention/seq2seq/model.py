@@ -99,7 +99,9 @@ class MaskedAccuracy(keras.metrics.Mean):
     def update_state(self, y_true, y_pred, sample_weight=None):
         y_true = keras.ops.cast(y_true, "int32")
         predicted = keras.ops.cast(keras.ops.argmax(y_pred, axis=-1), "int32")
-        weight = keras.ops.cast(keras.ops.not_equal(y_true, self.pad_token), "float32")
+        weight = keras.ops.cast(
+            keras.ops.not_equal(y_true, self.pad_token), "float32"
+        )
         if sample_weight is not None:
             weight = weight * keras.ops.cast(sample_weight, "float32")
         matches = keras.ops.cast(keras.ops.equal(y_true, predicted), "float32")

@@ -56,7 +56,9 @@ def step(cell, cell_kind, gates_x, states):
     r = cell.recurrent_activation(
         gates_x[:, units : 2 * units] + recurrent[:, units : 2 * units]
     )
-    hh = cell.activation(gates_x[:, 2 * units :] + r * recurrent[:, 2 * units :])
+    hh = cell.activation(
+        gates_x[:, 2 * units :] + r * recurrent[:, 2 * units :]
+    )
     h = z * h_prev + (1.0 - z) * hh
     return h, (h,)
 

@@ -61,7 +61,9 @@ def _step_through(model, source, target):
 
 
 @pytest.mark.parametrize("style,attention,cell,input_feeding", CONFIGS)
-def test_step_equals_teacher_forcing(style, attention, cell, input_feeding, rng):
+def test_step_equals_teacher_forcing(
+    style, attention, cell, input_feeding, rng
+):
     model = _model(style, attention, cell, input_feeding)
     source, target = _batch(rng)
     decoder = model.get_layer("decoder")
@@ -77,7 +79,9 @@ def test_step_equals_teacher_forcing(style, attention, cell, input_feeding, rng)
     # The weights are distributions over the real source tokens only.
     source_mask = source != 0
     weights = ops.convert_to_numpy(weights)
-    assert np.all(weights[~np.broadcast_to(source_mask[:, None], weights.shape)] == 0)
+    assert np.all(
+        weights[~np.broadcast_to(source_mask[:, None], weights.shape)] == 0
+    )
     np.testing.assert_allclose(weights.sum(-1), 1.0, atol=1e-5)
 
 
@@ -94,8 +98,13 @@ def test_padding_in_the_source_changes_nothing(style, rng):
     np.testing.assert_allclose(a, b, atol=1e-5)
 
 
-@pytest.mark.parametrize("style,input_feeding", [("bahdanau", False), ("luong", False), ("luong", True)])
-def test_keys_are_projected_once_per_source(style, input_feeding, rng, monkeypatch):
+@pytest.mark.parametrize(
+    "style,input_feeding",
+    [("bahdanau", False), ("luong", False), ("luong", True)],
+)
+def test_keys_are_projected_once_per_source(
+    style, input_feeding, rng, monkeypatch
+):
     model = _model(style, "bahdanau", "lstm", input_feeding)
     source, target = _batch(rng, target_length=6)
     attention = model.get_layer("decoder").attention
@@ -133,12 +142,21 @@ def test_save_and_load_keras_file(tmp_path, rng):
 
 def test_get_config_round_trip():
     decoder = AttentionDecoder(
-        30, 8, 12, attention="general", style="luong", cell="gru", input_feeding=True
+        30,
+        8,
+        12,
+        attention="general",
+        style="luong",
+        cell="gru",
+        input_feeding=True,
     )
     clone = AttentionDecoder.from_config(decoder.get_config())
     assert clone.get_config() == decoder.get_config()
     encoder = Encoder(30, 8, 12, cell="gru")
-    assert Encoder.from_config(encoder.get_config()).get_config() == encoder.get_config()
+    assert (
+        Encoder.from_config(encoder.get_config()).get_config()
+        == encoder.get_config()
+    )
 
 
 def test_mixed_precision_logits_are_float32_and_finite(rng):
@@ -155,7 +173,10 @@ def test_mixed_precision_logits_are_float32_and_finite(rng):
     [
         ({"style": "transformer"}, "style.*bahdanau.*luong"),
         ({"cell": "rnn"}, "cell.*lstm.*gru"),
-        ({"attention": "cosine"}, "attention.*bahdanau.*dot.*general.*scaled_dot"),
+        (
+            {"attention": "cosine"},
+            "attention.*bahdanau.*dot.*general.*scaled_dot",
+        ),
         ({"style": "bahdanau", "input_feeding": True}, "input_feeding.*Luong"),
     ],
 )

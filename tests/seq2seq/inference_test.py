@@ -12,7 +12,12 @@ START, END = 1, 2
 
 def _model(style="bahdanau", attention="bahdanau", vocab=20, units=16):
     return build_seq2seq(
-        vocab, vocab, embedding_dim=8, units=units, attention=attention, style=style
+        vocab,
+        vocab,
+        embedding_dim=8,
+        units=units,
+        attention=attention,
+        style=style,
     )
 
 
@@ -34,7 +39,9 @@ def _python_greedy(model, source, max_length):
     done = np.zeros(source.shape[0], bool)
     result = np.zeros((source.shape[0], max_length), "int32")
     for t in range(max_length):
-        logits, _, state = decoder.step(ops.convert_to_tensor(tokens), state, constants)
+        logits, _, state = decoder.step(
+            ops.convert_to_tensor(tokens), state, constants
+        )
         tokens = np.argmax(ops.convert_to_numpy(logits), -1).astype("int32")
         result[:, t] = np.where(done, 0, tokens)
         done |= tokens == END
@@ -45,7 +52,9 @@ def _python_greedy(model, source, max_length):
 def test_compiled_greedy_equals_python_loop(style, rng):
     model = _model(style)
     source = _sources(rng)
-    inference = Seq2SeqInference(model, start_token=START, end_token=END, max_length=7)
+    inference = Seq2SeqInference(
+        model, start_token=START, end_token=END, max_length=7
+    )
     out = inference.greedy(source)
     np.testing.assert_array_equal(
         ops.convert_to_numpy(out.tokens), _python_greedy(model, source, 7)
@@ -62,11 +71,14 @@ def test_compiled_greedy_equals_python_loop(style, rng):
 def test_beam_width_one_equals_greedy(rng):
     model = _model("luong", "general")
     source = _sources(rng)
-    inference = Seq2SeqInference(model, start_token=START, end_token=END, max_length=7)
+    inference = Seq2SeqInference(
+        model, start_token=START, end_token=END, max_length=7
+    )
     greedy = inference.greedy(source)
     beam = inference.beam_search(source, beam_width=1)
     np.testing.assert_array_equal(
-        ops.convert_to_numpy(beam.tokens)[:, 0], ops.convert_to_numpy(greedy.tokens)
+        ops.convert_to_numpy(beam.tokens)[:, 0],
+        ops.convert_to_numpy(greedy.tokens),
     )
     np.testing.assert_allclose(
         ops.convert_to_numpy(beam.log_probs)[:, 0],
@@ -78,7 +90,9 @@ def test_beam_width_one_equals_greedy(rng):
 def test_beam_hypotheses_are_sorted_and_scored_by_the_model(rng):
     model = _model()
     source = _sources(rng, batch=2)
-    inference = Seq2SeqInference(model, start_token=START, end_token=END, max_length=5)
+    inference = Seq2SeqInference(
+        model, start_token=START, end_token=END, max_length=5
+    )
     out = inference.beam_search(source, beam_width=3)
     scores = ops.convert_to_numpy(out.scores)
     assert np.all(np.diff(scores, axis=1) <= 1e-6)
@@ -89,8 +103,12 @@ def test_beam_hypotheses_are_sorted_and_scored_by_the_model(rng):
     for b in range(2):
         for k in range(3):
             hyp = tokens[b, k, : lengths[b, k]]
-            target_in = np.concatenate([[START], hyp[:-1]])[None].astype("int32")
-            logits = ops.convert_to_numpy(model((source[b : b + 1], target_in)))[0]
+            target_in = np.concatenate([[START], hyp[:-1]])[None].astype(
+                "int32"
+            )
+            logits = ops.convert_to_numpy(
+                model((source[b : b + 1], target_in))
+            )[0]
             logp = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
             expected = logp[np.arange(len(hyp)), hyp].sum()
             np.testing.assert_allclose(log_probs[b, k], expected, atol=1e-3)
@@ -115,7 +133,9 @@ def test_inference_reads_current_weights(rng):
     """Decoding after more training uses the new weights (no stale copy)."""
     model = _model()
     source = _sources(rng)
-    inference = Seq2SeqInference(model, start_token=START, end_token=END, max_length=6)
+    inference = Seq2SeqInference(
+        model, start_token=START, end_token=END, max_length=6
+    )
     before = ops.convert_to_numpy(inference.greedy(source).log_probs)
     for variable in model.get_layer("decoder").output_dense.trainable_variables:
         variable.assign(variable * 3.0)
@@ -125,7 +145,9 @@ def test_inference_reads_current_weights(rng):
 
 def test_bad_source_shape_raises():
     inference = Seq2SeqInference(_model(), start_token=START, end_token=END)
-    with pytest.raises(ValueError, match=r"\(batch_size, source_length\).*\(5,\)"):
+    with pytest.raises(
+        ValueError, match=r"\(batch_size, source_length\).*\(5,\)"
+    ):
         inference.greedy(np.ones((5,), "int32"))
 
 
@@ -142,7 +164,9 @@ def _reversal_data(rng, n, vocab=20):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("style,attention", [("bahdanau", "bahdanau"), ("luong", "dot")])
+@pytest.mark.parametrize(
+    "style,attention", [("bahdanau", "bahdanau"), ("luong", "dot")]
+)
 def test_learns_to_reverse_sequences(style, attention):
     import tensorflow as tf
 
@@ -155,16 +179,22 @@ def test_learns_to_reverse_sequences(style, attention):
     )
     compile_seq2seq(model, learning_rate=3e-3)
     dataset = (
-        tf.data.Dataset.from_tensor_slices(((source, target[:, :-1]), target[:, 1:]))
+        tf.data.Dataset.from_tensor_slices(
+            ((source, target[:, :-1]), target[:, 1:])
+        )
         .shuffle(16000, seed=0)
         .batch(64)
     )
     model.fit(dataset, epochs=2, verbose=0, shuffle=False)
-    inference = Seq2SeqInference(model, start_token=START, end_token=END, max_length=11)
+    inference = Seq2SeqInference(
+        model, start_token=START, end_token=END, max_length=11
+    )
     tokens = ops.convert_to_numpy(inference.greedy(valid_source).tokens)
     lengths = (valid_source > 0).sum(1)
     exact = [
-        np.array_equal(tokens[i, : lengths[i] + 1], valid_target[i, 1 : lengths[i] + 2])
+        np.array_equal(
+            tokens[i, : lengths[i] + 1], valid_target[i, 1 : lengths[i] + 2]
+        )
         for i in range(len(valid_source))
     ]
     assert np.mean(exact) >= 0.95

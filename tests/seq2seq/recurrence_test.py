@@ -31,7 +31,7 @@ def test_step_matches_keras_cell(kind, rng):
         ops.convert_to_numpy(h), ops.convert_to_numpy(expected_h), atol=1e-6
     )
     assert len(new_states) == len(expected_states)
-    for got, want in zip(new_states, expected_states):
+    for got, want in zip(new_states, expected_states, strict=True):
         np.testing.assert_allclose(
             ops.convert_to_numpy(got), ops.convert_to_numpy(want), atol=1e-6
         )
