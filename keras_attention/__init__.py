@@ -16,7 +16,12 @@ from keras_attention.layers import ScaledDotProductAttention
 from keras_attention.version import __version__
 
 # name -> module that defines it; imported on first access (PEP 562).
-_LAZY = {}
+_LAZY = {
+    "Translation": "keras_attention.translator",
+    "Translator": "keras_attention.translator",
+    "plot_attention": "keras_attention.plotting",
+    "train_translator": "keras_attention.training",
+}
 
 __all__ = [
     "BahdanauAttention",
