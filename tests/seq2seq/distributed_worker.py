@@ -1,5 +1,5 @@
 """Trains a small seq2seq model on one device or on two, for
-distributed_test.py; prints the losses and a weight checksum as JSON.
+distributed_test.py; prints the losses and the final weights as JSON.
 
     python distributed_worker.py {single,mirrored,data_parallel}
 
