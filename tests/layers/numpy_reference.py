@@ -13,15 +13,13 @@ def masked_softmax(scores, mask=None):
     if mask is None:
         mask = np.ones(scores.shape, bool)
     mask = np.broadcast_to(np.asarray(mask, bool), scores.shape)
-    out = np.zeros_like(scores)
-    for index in np.ndindex(scores.shape[:-1]):
-        keep = mask[index]
-        if not keep.any():
-            continue  # nothing to attend to: all-zero weights
-        row = scores[index][keep]
-        e = np.exp(row - row.max())
-        out[index][keep] = e / e.sum()
-    return out
+    # exp(s - max) over the unmasked entries of each row, 0 elsewhere.
+    top = np.max(np.where(mask, scores, -np.inf), axis=-1, keepdims=True)
+    top = np.where(np.isfinite(top), top, 0.0)
+    e = np.exp(np.where(mask, scores - top, -np.inf))
+    total = e.sum(axis=-1, keepdims=True)
+    # A row with nothing to attend to keeps all-zero weights.
+    return np.divide(e, total, out=np.zeros_like(e), where=total > 0)
 
 
 def bahdanau_scores(query, key, w_q, w_k, v, g=None, b=None):
