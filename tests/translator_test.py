@@ -1,0 +1,351 @@
+import json
+import math
+import os
+import pathlib
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+import pytest
+import sacrebleu
+
+from keras_attention import text
+from keras_attention.seq2seq import build_seq2seq
+from keras_attention.seq2seq import compile_seq2seq
+from keras_attention.translator import Translation
+from keras_attention.translator import Translator
+from keras_attention.translator import TranslatorLoadError
+from keras_attention.translator import corpus_scores
+from keras_attention.translator import normalize_for_scoring
+
+FIXTURE = pathlib.Path(__file__).parent / "data" / "spa-eng-fixture.tsv"
+
+
+@pytest.fixture(scope="module")
+def pairs():
+    return text.split_pairs(text.read_pairs(FIXTURE, reverse=True), seed=0)
+
+
+@pytest.fixture(scope="module")
+def translator(pairs):
+    """A tiny Spanish -> English model trained for a few seconds: its
+    translations are poor but not empty."""
+    keras.utils.set_random_seed(0)
+    train = pairs.train
+    processor = text.TextProcessor.from_sentences(
+        train.sources, train.targets, max_length=16
+    )
+    model = build_seq2seq(
+        processor.source_vocab_size,
+        processor.target_vocab_size,
+        embedding_dim=16,
+        units=32,
+    )
+    compile_seq2seq(model, learning_rate=1e-2)
+    ds = text.make_dataset(train, processor, batch_size=32, seed=0)
+    model.fit(ds, epochs=8, verbose=0, shuffle=False)
+    return Translator(model, processor, batch_size=8)
+
+
+@pytest.fixture(scope="module")
+def sentences(pairs):
+    return list(dict.fromkeys(pairs.validation.sources))[:12]
+
+
+@pytest.fixture(scope="module")
+def saved_dir(translator, tmp_path_factory):
+    directory = tmp_path_factory.mktemp("translator")
+    translator.save(directory)
+    return directory
+
+
+# ---- translate ------------------------------------------------------------
+
+
+def test_translate_returns_one_string_per_sentence(translator, sentences):
+    out = translator.translate(sentences)
+    assert isinstance(out, list) and len(out) == len(sentences)
+    assert all(isinstance(s, str) for s in out)
+    assert any(out), "the fixture model should produce some words"
+    assert out == translator.translate(sentences)  # greedy is deterministic
+    assert all(s == s.lower() for s in out)
+
+
+def test_empty_and_wordless_sentences_give_empty_strings(translator):
+    out = translator.translate(["", "   ", "\t\n", "¿Dónde está Tom?", "🙂"])
+    assert out[:3] == ["", "", ""] and out[4] == ""
+    assert out[3] == translator.translate(["¿Dónde está Tom?"])[0]
+    assert translator.translate([]) == []
+    assert translator.translate(["", " "], method="beam") == ["", ""]
+
+
+def test_batching_does_not_change_translations(translator, sentences):
+    # 12 sentences in batches of 8 vs. one batch of 64 vs. one at a time.
+    wide = Translator(translator.model, translator.processor, batch_size=64)
+    expected = wide.translate(sentences)
+    assert translator.translate(sentences) == expected
+    assert [translator.translate([s])[0] for s in sentences[:3]] == expected[:3]
+
+
+def test_beam_width_one_and_top_1_sampling_equal_greedy(translator, sentences):
+    greedy = translator.translate(sentences)
+    assert (
+        translator.translate(sentences, method="beam", beam_width=1) == greedy
+    )
+    assert translator.translate(sentences, method="sample", top_k=1) == greedy
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"method": "topk"}, r"method='topk'.*\['greedy', 'sample', 'beam'\]"),
+        ({"method": "beam", "beam_width": 0}, r"beam_width=0.*>= 1"),
+        ({"method": "beam", "length_penalty": -1}, r"length_penalty=-1"),
+        ({"method": "sample", "temperature": 0}, r"temperature=0.*> 0"),
+        ({"method": "sample", "top_k": 0}, r"top_k=0"),
+    ],
+)
+def test_invalid_options(translator, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        translator.translate(["Hola."], **kwargs)
+
+
+def test_a_single_string_is_an_error_that_says_to_pass_a_list(translator):
+    with pytest.raises(ValueError, match=r"single string.*Pass a list"):
+        translator.translate("Hola.")
+    with pytest.raises(ValueError, match=r"element 1 is a int"):
+        translator.translate(["Hola.", 3])
+
+
+def test_constructor_validates_model_and_processor(translator, pairs):
+    other = text.TextProcessor.from_sentences(["a b"], ["c d"])
+    with pytest.raises(ValueError, match=r"source vocabulary has \d+ tokens"):
+        Translator(translator.model, other)
+    with pytest.raises(ValueError, match="TextProcessor"):
+        Translator(translator.model, "processor")
+    with pytest.raises(ValueError, match="keras.Model"):
+        Translator(object(), translator.processor)
+    with pytest.raises(ValueError, match="batch_size=0"):
+        Translator(translator.model, translator.processor, batch_size=0)
+
+
+# ---- attention maps --------------------------------------------------------
+
+
+@pytest.mark.parametrize("method", ["greedy", "beam"])
+def test_translate_with_attention(translator, method):
+    sentence = "¿Dónde está Tom?"
+    result = translator.translate_with_attention(sentence, method=method)
+    assert isinstance(result, Translation)
+    assert result.text == translator.translate([sentence], method=method)[0]
+    assert result.source_tokens == [
+        "[START]",
+        "¿",
+        "dónde",
+        "está",
+        "tom",
+        "?",
+        "[END]",
+    ]
+    assert result.attention.shape == (
+        len(result.target_tokens),
+        len(result.source_tokens),
+    )
+    np.testing.assert_allclose(result.attention.sum(-1), 1.0, atol=1e-5)
+    assert result.target_tokens
+    words = [t for t in result.target_tokens if t != "[END]"]
+    assert text.join_tokens([words]).numpy()[0].decode() == result.text
+    assert math.isfinite(result.score) and result.score <= 0
+
+
+def test_translate_with_attention_of_an_empty_sentence(translator):
+    result = translator.translate_with_attention("  ")
+    assert result.text == "" and result.source_tokens == []
+    assert result.attention.shape == (0, 0)
+    with pytest.raises(ValueError, match="one sentence as a string"):
+        translator.translate_with_attention(["Hola."])
+
+
+# ---- scoring -----------------------------------------------------------------
+
+
+def test_bleu_of_perfect_translations_is_100():
+    refs = [["Where is Tom?"], ["I like it.", "I love it."]]
+    scores = corpus_scores(["where is tom?", "I like it."], refs)
+    assert scores["bleu"] == pytest.approx(100.0)
+    assert scores["exact_match"] == 100.0
+    assert scores["sentences"] == 2 and scores["references"] == 3
+
+
+def test_bleu_of_a_hand_computed_case():
+    # Precisions 5/6, 4/5, 3/4, 2/3 (product 1/3), equal lengths (BP = 1).
+    scores = corpus_scores(
+        ["i like green apples a lot"], [["I like green apples a bit"]]
+    )
+    assert scores["bleu"] == pytest.approx(100 * (1 / 3) ** 0.25)
+    assert scores["exact_match"] == 0.0
+    assert "tok:13a" in scores["bleu_signature"]
+
+
+def test_bleu_equals_sacrebleu_with_several_references():
+    hypotheses = ["tom is tall.", "i am here!", "we won."]
+    references = [
+        ["Tom is tall.", "Tom's tall."],
+        ["I'm here!"],
+        ["We won.", "We have won.", "We've won."],
+    ]
+    scores = corpus_scores(hypotheses, references)
+    # sacrebleu on the same normalised text: lowercase, spacing as output.
+    streams = [
+        ["tom is tall.", "i'm here!", "we won."],
+        ["tom's tall.", None, "we have won."],
+        [None, None, "we've won."],
+    ]
+    expected = sacrebleu.corpus_bleu(hypotheses, streams).score
+    assert scores["bleu"] == pytest.approx(expected)
+    assert scores["exact_match"] == pytest.approx(200 / 3)
+
+
+def test_normalisation_ignores_case_and_spacing_only():
+    assert normalize_for_scoring(["Hello ,  TOM !", "¿Qué   tal?"]) == [
+        "hello, tom!",
+        "¿qué tal?",
+    ]
+    assert corpus_scores(["Hello, Tom!"], [["hello , tom !"]])[
+        "exact_match"
+    ] == (100.0)
+    assert corpus_scores(["Hello Tom"], [["hello, tom!"]])["exact_match"] == 0
+
+
+def test_corpus_scores_validates_its_inputs():
+    with pytest.raises(ValueError, match="2 hypotheses and 1 reference"):
+        corpus_scores(["a", "b"], [["a"]])
+    with pytest.raises(ValueError, match="sentence 0 has no reference"):
+        corpus_scores(["a"], [[]])
+
+
+def test_evaluate_groups_references_by_source(translator, monkeypatch):
+    outputs = {"Hola.": "hello.", "Adiós.": "bye."}
+    calls = []
+
+    def fake_translate(sentences, **kwargs):
+        calls.append(list(sentences))
+        return [outputs[s] for s in sentences]
+
+    monkeypatch.setattr(translator, "translate", fake_translate)
+    scores = translator.evaluate(
+        ["Hola.", "Adiós.", "Hola."], ["Hi.", "Goodbye.", "Hello."]
+    )
+    assert calls == [["Hola.", "Adiós."]]  # each source translated once
+    expected = corpus_scores(
+        ["hello.", "bye."], [["Hi.", "Hello."], ["Goodbye."]]
+    )
+    assert scores["bleu"] == pytest.approx(expected["bleu"])
+    assert scores["exact_match"] == 50.0
+    assert scores["sentences"] == 2 and scores["references"] == 3
+    assert scores["method"] == "greedy"
+    with pytest.raises(ValueError, match="2 sources and 1 references"):
+        translator.evaluate(["a", "b"], ["c"])
+
+
+def test_evaluate_runs_the_model(translator, pairs):
+    scores = translator.evaluate(
+        pairs.validation.sources, pairs.validation.targets
+    )
+    assert 0.0 <= scores["bleu"] <= 100.0
+    assert scores["sentences"] == len(set(pairs.validation.sources))
+
+
+# ---- save / load -------------------------------------------------------------
+
+
+def test_save_load_round_trip(translator, saved_dir, sentences):
+    names = {p.name for p in saved_dir.iterdir()}
+    assert {
+        "model.keras",
+        "translator.json",
+        "text_processor.json",
+        "source_vocab.txt",
+        "target_vocab.txt",
+    } <= names
+    config = json.loads((saved_dir / "translator.json").read_text())
+    assert config["max_length"] == translator.max_length
+    assert config["beam_width"] == translator.beam_width
+
+    loaded = Translator.load(saved_dir)
+    assert loaded.get_config() == translator.get_config()
+    for method in ("greedy", "beam"):
+        assert loaded.translate(
+            sentences, method=method
+        ) == translator.translate(sentences, method=method)
+
+
+def test_load_a_missing_directory(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"not found: '.*nowhere'"):
+        Translator.load(tmp_path / "nowhere")
+
+
+def test_load_a_directory_without_a_model(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"No translator.json in '"):
+        Translator.load(tmp_path)
+
+
+def test_load_a_corrupted_model(saved_dir, tmp_path):
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for file in saved_dir.iterdir():
+        (broken / file.name).write_bytes(file.read_bytes())
+    (broken / "model.keras").write_bytes(b"this is not a zip file")
+    with pytest.raises(
+        TranslatorLoadError, match=r"model file '.*model.keras'"
+    ):
+        Translator.load(broken)
+    assert issubclass(TranslatorLoadError, ValueError)
+    (broken / "model.keras").unlink()
+    with pytest.raises(FileNotFoundError, match=r"Model file not found"):
+        Translator.load(broken)
+    (broken / "translator.json").write_text("{not json")
+    with pytest.raises(TranslatorLoadError, match="not a valid translator"):
+        Translator.load(broken)
+
+
+# ---- export ------------------------------------------------------------------
+
+_LOAD_EXPORTED = textwrap.dedent(
+    """
+    import json, sys
+    import tensorflow as tf
+    import tensorflow_text  # registers the text ops the graph uses
+    model = tf.saved_model.load(sys.argv[1])
+    sentences = tf.constant(json.loads(sys.argv[2]))
+    out = {
+        name: [s.decode() for s in getattr(model, name)(sentences).numpy()]
+        for name in ("translate", "translate_beam")
+    }
+    assert "keras_attention" not in sys.modules, "keras_attention imported"
+    print(json.dumps(out))
+    """
+)
+
+
+def test_export_translates_with_tensorflow_alone(
+    translator, sentences, tmp_path
+):
+    path = tmp_path / "exported"
+    translator.export(path)
+    inputs = [*sentences[:6], "", "🙂", sentences[0]]
+    result = subprocess.run(
+        [sys.executable, "-c", _LOAD_EXPORTED, str(path), json.dumps(inputs)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,  # not the repository: keras_attention is not on the path
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    assert out["translate"] == translator.translate(inputs)
+    assert out["translate_beam"] == translator.translate(inputs, method="beam")
+    assert out["translate"][6:8] == ["", ""]
