@@ -946,13 +946,16 @@ def test_jit_compiled_predict_matches_eager_all_layers():
 
 @pytest.mark.parametrize("name", NAMES)
 def test_fit_decreases_loss_with_padded_samples(name, rng):
-    """A tiny model trains (with dropout); fully padded samples make no NaN."""
+    """A tiny model trains; fully padded samples make no NaN."""
     query_tokens = keras.Input((None,), dtype="int32")
     value_tokens = keras.Input((None,), dtype="int32")
     query = keras.layers.Embedding(12, 4, mask_zero=True)(query_tokens)
     query = keras.layers.Dense(4, name="query_projection")(query)
     value = keras.layers.Embedding(12, 4, mask_zero=True)(value_tokens)
-    attention = make_layer(name, dropout=0.1, seed=3, name="attention")
+    # Dropout in one of them: a compiled train step with random numbers
+    # (which costs JAX a few seconds more to compile).
+    dropout = 0.1 if name == "scaled" else 0.0
+    attention = make_layer(name, dropout=dropout, seed=3, name="attention")
     context = attention(query, value)
     logits = keras.layers.Dense(12)(context)
     model = keras.Model([query_tokens, value_tokens], logits)
