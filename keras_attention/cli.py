@@ -32,8 +32,12 @@ import pathlib
 import sys
 import time
 
-# Effective only where Keras is not imported yet: `keras_attention`'s own
-# `__init__` imports Keras (for the layers), which fixes the backend first.
+# Quiet TensorFlow's native logs (as `make` does). Keras and TensorFlow are
+# usually imported already, by `keras_attention/__init__.py` (the layers), so
+# the backend is fixed by then and TensorFlow has printed its start-up lines;
+# the log level still silences what TensorFlow logs from here on (e.g. the
+# "failed call to cuInit" of a machine without GPU).
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 PROG = "keras-attention"

@@ -9,6 +9,7 @@ import numbers
 import os
 import pathlib
 import unicodedata
+import zipfile
 from collections.abc import Sequence
 from typing import Any
 from typing import NamedTuple
@@ -664,6 +665,15 @@ class Translator:
                 f"Model file not found: '{model_path}'; {expected}."
             )
         processor = TextProcessor.load(directory)
+        advice = (
+            "Expected a .keras file written by Translator.save(); the file "
+            "may be truncated or corrupted: save or train it again."
+        )
+        if not zipfile.is_zipfile(model_path):
+            raise TranslatorLoadError(
+                f"Could not load the model file '{model_path}': it is not a "
+                f".keras (zip) archive. {advice}"
+            )
         try:
             # Importing keras_attention.seq2seq registered the custom layers.
             model = keras.saving.load_model(model_path, compile=False)
@@ -672,8 +682,7 @@ class Translator:
             detail = f"{type(error).__name__}: {message[0] if message else ''}"
             raise TranslatorLoadError(
                 f"Could not load the model file '{model_path}' ({detail}). "
-                "Expected a .keras file written by Translator.save(); the "
-                "file may be truncated or corrupted: save or train it again."
+                f"{advice}"
             ) from error
         options = {
             key: config[key]

@@ -5,6 +5,7 @@ import pathlib
 import subprocess
 import sys
 import textwrap
+import zipfile
 
 import keras
 import numpy as np
@@ -303,6 +304,12 @@ def test_load_a_corrupted_model(saved_dir, tmp_path):
     ):
         Translator.load(broken)
     assert issubclass(TranslatorLoadError, ValueError)
+    with zipfile.ZipFile(broken / "model.keras", "w") as archive:
+        archive.writestr("config.json", "{truncated")
+    with pytest.raises(
+        TranslatorLoadError, match=r"model file '.*model.keras'"
+    ):
+        Translator.load(broken)
     (broken / "model.keras").unlink()
     with pytest.raises(FileNotFoundError, match=r"Model file not found"):
         Translator.load(broken)

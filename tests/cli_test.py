@@ -1,0 +1,201 @@
+"""The `keras-attention` command, end to end in subprocesses.
+
+Each subprocess imports TensorFlow (seconds), so the commands that do not
+depend on each other run concurrently.
+"""
+
+import json
+import os
+import pathlib
+import re
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from keras_attention import cli
+
+FIXTURE = pathlib.Path(__file__).parent / "data" / "spa-eng-fixture.tsv"
+TIMEOUT = 600
+# TensorFlow's native start-up lines, printed to stderr when it is imported
+# whatever TF_CPP_MIN_LOG_LEVEL says (absl logging is not initialised yet).
+_TF_NOISE = re.compile(
+    r"^(WARNING: All log messages before absl::InitializeLog\(\)"
+    r"|[IWE]\d{4} \d\d:\d\d:\d\d)"
+)
+
+
+def _start(*args, cwd):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONHASHSEED": "0"}
+    env.pop("KERAS_ATTENTION_DEBUG", None)
+    return subprocess.Popen(
+        [sys.executable, "-m", "keras_attention", *map(str, args)],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _finish(process):
+    stdout, stderr = process.communicate(timeout=TIMEOUT)
+    lines = [line for line in stderr.splitlines() if not _TF_NOISE.match(line)]
+    return process.returncode, stdout, lines, stderr
+
+
+def _run(*args, cwd):
+    return _finish(_start(*args, cwd=cwd))
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    return tmp_path_factory.mktemp("cli")
+
+
+@pytest.fixture(scope="module")
+def trained(workdir):
+    """`keras-attention train` for one epoch on 200 pairs."""
+    code, stdout, stderr, raw = _run(
+        "train",
+        "--data",
+        FIXTURE,
+        "--out",
+        "model",
+        "--epochs",
+        "1",
+        "--max-pairs",
+        "200",
+        "--embedding-dim",
+        "8",
+        "--units",
+        "16",
+        "--max-length",
+        "16",
+        cwd=workdir,
+    )
+    assert code == 0, raw[-3000:]
+    return workdir / "model", stdout
+
+
+@pytest.fixture(scope="module")
+def runs(trained, workdir):
+    """translate, evaluate and every error path, run concurrently."""
+    model = trained[0]
+    bad = workdir / "bad.tsv"
+    bad.write_text("Go.\tVe.\nHi.\tHola.\nno tab on this line\n", "utf-8")
+    (workdir / "empty").mkdir()
+    corrupted = workdir / "corrupted"
+    shutil.copytree(model, corrupted)
+    (corrupted / "model.keras").write_bytes(b"not a zip archive")
+    commands = {
+        "translate": (
+            "translate",
+            "--model",
+            model,
+            "--method",
+            "beam",
+            "--beam-width",
+            "3",
+            "--plot",
+            "attention.png",
+            "¿Dónde está Tom?",
+            "Hola.",
+            "",
+        ),
+        "evaluate": (
+            "evaluate",
+            "--model",
+            model,
+            "--data",
+            FIXTURE,
+            "--max-pairs",
+            "200",
+            "--split",
+            "test",
+            "--json",
+            "scores.json",
+        ),
+        "missing_file": ("train", "--data", "missing.tsv", "--out", "x"),
+        "malformed_file": ("evaluate", "--model", model, "--data", bad),
+        "unknown_choice": (
+            "train",
+            "--data",
+            FIXTURE,
+            "--out",
+            "x",
+            "--cell",
+            "rnn",
+        ),
+        "no_model": ("translate", "--model", "empty", "Hola."),
+        "corrupted_model": ("translate", "--model", corrupted, "Hola."),
+    }
+    started = {
+        name: _start(*args, cwd=workdir) for name, args in commands.items()
+    }
+    return {name: _finish(process) for name, process in started.items()}
+
+
+def test_train(trained):
+    model, stdout = trained
+    assert {"model.keras", "translator.json", "history.csv"} <= {
+        p.name for p in model.iterdir()
+    }
+    assert "Validation BLEU" in stdout
+    assert "val_loss" in stdout  # Keras progress output
+
+
+def test_translate_prints_one_line_per_sentence_and_plots(runs, workdir):
+    code, stdout, stderr, raw = runs["translate"]
+    assert code == 0, raw[-3000:]
+    lines = stdout.split("\n")
+    assert len(lines) == 4 and lines[-1] == ""  # 3 translations + newline
+    assert lines[2] == ""  # the empty sentence
+    png = workdir / "attention.png"
+    assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_evaluate_prints_and_writes_json(runs, workdir):
+    code, stdout, stderr, raw = runs["evaluate"]
+    assert code == 0, raw[-3000:]
+    assert "BLEU" in stdout and "exact match" in stdout
+    scores = json.loads((workdir / "scores.json").read_text())
+    assert 0 <= scores["bleu"] <= 100 and 0 <= scores["exact_match"] <= 100
+    assert scores["split"] == "test" and scores["method"] == "greedy"
+    assert f"{scores['bleu']:.2f}" in stdout
+
+
+@pytest.mark.parametrize(
+    "name, status, message",
+    [
+        ("missing_file", 1, r"not found.*'missing\.tsv'"),
+        ("malformed_file", 1, r"bad\.tsv, line 3: found 1 tab-separated"),
+        ("unknown_choice", 2, r"--cell: invalid choice: 'rnn'"),
+        ("no_model", 1, r"No translator\.json in 'empty'"),
+        ("corrupted_model", 1, r"model file '.*corrupted.model\.keras'.*zip"),
+    ],
+)
+def test_errors_are_one_line_without_traceback(runs, name, status, message):
+    code, stdout, stderr, raw = runs[name]
+    assert code == status
+    assert "Traceback" not in raw
+    assert len(stderr) == 1, raw
+    assert stderr[0].startswith("keras-attention")
+    assert re.search(message, stderr[0]), stderr[0]
+
+
+def test_help_lists_the_commands(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    for command in ("train", "translate", "evaluate", "export", "demo"):
+        assert command in out
+
+
+def test_translate_help_lists_the_decoding_options(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["translate", "--help"])
+    out = capsys.readouterr().out
+    assert "--beam-width" in out and "--plot" in out and "--top-k" in out
