@@ -217,7 +217,7 @@ def corpus_scores(
     Example:
 
     >>> scores = corpus_scores(["Hello, Tom!"], [["hello, tom!", "Hi Tom."]])
-    >>> scores["bleu"], scores["exact_match"]
+    >>> round(scores["bleu"], 6), scores["exact_match"]
     (100.0, 100.0)
     """
     import sacrebleu
@@ -295,13 +295,18 @@ class Translator:
         ValueError: if the model is not a seq2seq model, its vocabulary sizes
             differ from the processor's, or an option is invalid.
 
-    Example:
+    Example (an untrained model, so the words are random; see
+    `keras_attention.train_translator` to train one):
 
-    >>> translator = Translator(model, processor)  # doctest: +SKIP
-    >>> translator.translate(["¿Dónde está Tom?"])  # doctest: +SKIP
-    ['where is tom?']
-    >>> translator.save("my-translator")  # doctest: +SKIP
-    >>> Translator.load("my-translator").translate(["Hola."])  # +SKIP
+    >>> from keras_attention.seq2seq import build_seq2seq
+    >>> processor = TextProcessor.from_sentences(["Hola."], ["Hello."])
+    >>> model = build_seq2seq(processor.source_vocab_size,
+    ...                       processor.target_vocab_size,
+    ...                       embedding_dim=8, units=16)
+    >>> translator = Translator(model, processor, max_length=4)
+    >>> out = translator.translate(["¡Hola!", "  "], method="beam")
+    >>> len(out), out[1]
+    (2, '')
     """
 
     def __init__(
