@@ -176,8 +176,8 @@ def _translate(args) -> int:
     if not sentences:  # read from stdin, one sentence per line
         sentences = [line.rstrip("\n") for line in sys.stdin]
     options = _decoding_options(args)
-    for line in translator.translate(sentences, **options):
-        print(line)
+    lines = translator.translate(sentences, **options)
+    figure = None
     if args.plot is not None:
         from keras_attention.plotting import plot_attention
 
@@ -187,12 +187,16 @@ def _translate(args) -> int:
                 f"--plot: {sentences[0]!r} has no words to translate, so it "
                 "has no attention map."
             )
+        lines[0] = result.text  # the same, except for a new --method sample
         figure = plot_attention(
             result.attention,
             result.source_tokens,
             result.target_tokens,
             title=result.text,
         )
+    for line in lines:
+        print(line)
+    if figure is not None:
         figure.savefig(args.plot, dpi=120)
         print(f"Attention map written to {args.plot}", file=sys.stderr)
     return 0

@@ -180,6 +180,25 @@ def train_translator(
     elif backup_dir.exists():
         shutil.rmtree(backup_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    arguments = {
+        "attention": attention,
+        "style": style,
+        "cell": cell,
+        "input_feeding": input_feeding,
+        "embedding_dim": embedding_dim,
+        "units": units,
+        "dropout": dropout,
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "learning_rate": learning_rate,
+        "max_length": max_length,
+        "max_vocab": max_vocab,
+        "seed": seed,
+        "train_pairs": len(train_sources),
+        "validation_pairs": len(validation[0]) if validation else 0,
+    }
+    if resume:
+        _check_resumable(out_dir, arguments)
 
     keras.utils.set_random_seed(seed)
     if resume:
@@ -208,26 +227,9 @@ def train_translator(
         # A loadable translator directory from the start (with the untrained
         # model until the first checkpoint replaces model.keras).
         translator.save(out_dir)
-        arguments = {
-            "attention": attention,
-            "style": style,
-            "cell": cell,
-            "input_feeding": input_feeding,
-            "embedding_dim": embedding_dim,
-            "units": units,
-            "dropout": dropout,
-            "epochs": epochs,
-            "batch_size": batch_size,
-            "learning_rate": learning_rate,
-            "max_length": max_length,
-            "max_vocab": max_vocab,
-            "seed": seed,
-            "train_pairs": len(train_sources),
-            "validation_pairs": len(validation[0]) if validation else 0,
-            "backend": keras.config.backend(),
-        }
+        described = {**arguments, "backend": keras.config.backend()}
         (out_dir / TRAINING_CONFIG_FILE).write_text(
-            json.dumps(arguments, indent=2) + "\n", encoding="utf-8"
+            json.dumps(described, indent=2) + "\n", encoding="utf-8"
         )
 
     train_ds = make_dataset(
@@ -270,3 +272,41 @@ def train_translator(
         model.load_weights(model_path)
     translator.save(out_dir)
     return translator
+
+
+# What must not change when a run is resumed (`epochs` may grow).
+_RESUME_KEYS = (
+    "attention",
+    "style",
+    "cell",
+    "input_feeding",
+    "embedding_dim",
+    "units",
+    "max_length",
+    "max_vocab",
+    "seed",
+    "train_pairs",
+    "validation_pairs",
+)
+
+
+def _check_resumable(out_dir: pathlib.Path, arguments: dict) -> None:
+    """Raise `ValueError` if `arguments` differ from the interrupted run's."""
+    path = out_dir / TRAINING_CONFIG_FILE
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"Nothing to resume in '{out_dir}': {TRAINING_CONFIG_FILE} is "
+            "missing. Train without resume to start a new run."
+        )
+    previous = json.loads(path.read_text(encoding="utf-8"))
+    changed = [
+        f"{key}={arguments[key]!r} (the run used {previous.get(key)!r})"
+        for key in _RESUME_KEYS
+        if previous.get(key) != arguments[key]
+    ]
+    if changed:
+        raise ValueError(
+            f"Cannot resume the run in '{out_dir}' with different settings: "
+            f"{'; '.join(changed)}. Resume with the same data and settings, "
+            "or train without resume to start over."
+        )

@@ -120,6 +120,16 @@ def test_interrupted_run_resumes_where_it_stopped(pairs, tmp_path):
     assert interrupt.begun == [0, 1]
     assert (out_dir / "backup").is_dir()
 
+    with pytest.raises(ValueError, match=r"units=32 \(the run used 16\)"):
+        train_translator(
+            pairs.train,
+            pairs.validation,
+            out_dir,
+            epochs=3,
+            resume=True,
+            **{**TINY, "units": 32},
+        )
+
     resumed = _Record()
     translator = train_translator(
         pairs.train,
