@@ -358,29 +358,60 @@ def build_parser() -> argparse.ArgumentParser:
         "train",
         help="train a translator on sentence pairs",
         description="Train an attention encoder-decoder; keeps the model of "
-        "the best validation loss in --out (resumable with --resume).",
+        "the best validation loss in --out (resumable with --resume). The "
+        "demo's settings, the best on its 5,000 pairs: --style luong --cell "
+        "gru --embedding-dim 256 --units 512 --dropout 0.4 --max-length 24.",
     )
     _add_data_options(train, with_split=False)
-    train.add_argument("--out", required=True, metavar="DIR")
-    train.add_argument("--attention", choices=ATTENTIONS, default="bahdanau")
-    train.add_argument("--style", choices=STYLES, default="bahdanau")
-    train.add_argument("--cell", choices=CELLS, default="lstm")
+    train.add_argument(
+        "--out",
+        required=True,
+        metavar="DIR",
+        help="output directory: the best model, vocabularies, history",
+    )
+    train.add_argument(
+        "--attention",
+        choices=ATTENTIONS,
+        default="bahdanau",
+        help="attention score (default: %(default)s)",
+    )
+    train.add_argument(
+        "--style",
+        choices=STYLES,
+        default="bahdanau",
+        help="decoder style (default: %(default)s)",
+    )
+    train.add_argument(
+        "--cell",
+        choices=CELLS,
+        default="lstm",
+        help="RNN cell (default: %(default)s)",
+    )
     train.add_argument(
         "--input-feeding",
         action="store_true",
         help="Luong style: feed the attentional vector to the next step",
     )
-    train.add_argument("--epochs", type=_positive_int, default=10)
-    train.add_argument("--batch-size", type=_positive_int, default=64)
-    train.add_argument("--embedding-dim", type=_positive_int, default=128)
-    train.add_argument("--units", type=_positive_int, default=256)
-    train.add_argument("--dropout", type=_non_negative_float, default=0.0)
-    train.add_argument("--learning-rate", type=_positive_float, default=2e-3)
+    for option, kind, default, text in (
+        ("--epochs", _positive_int, 10, "training epochs"),
+        ("--batch-size", _positive_int, 64, "pairs per batch"),
+        ("--embedding-dim", _positive_int, 128, "token embedding size"),
+        ("--units", _positive_int, 256, "decoder state size (even)"),
+        ("--dropout", _non_negative_float, 0.0, "dropout rate"),
+        ("--learning-rate", _positive_float, 2e-3, "Adam learning rate"),
+    ):
+        train.add_argument(
+            option,
+            type=kind,
+            default=default,
+            help=f"{text} (default: %(default)s)",
+        )
     train.add_argument(
         "--max-length",
         type=_positive_int,
         default=32,
-        help="longest token sequence, [START] and [END] included",
+        help="longest token sequence, [START] and [END] included "
+        "(default: %(default)s)",
     )
     train.add_argument(
         "--max-vocab",
