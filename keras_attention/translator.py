@@ -720,7 +720,7 @@ class Translator:
         search with this translator's `beam_width` and `length_penalty`).
         Their outputs equal `translate(..., method="greedy")` and
         `translate(..., method="beam")`. Loading needs TensorFlow and
-        tensorflow-text (for its ops), not keras_attention nor Keras:
+        tensorflow-text (whose ops the graph uses), not keras_attention:
 
         ```python
         import tensorflow as tf
