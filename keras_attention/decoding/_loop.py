@@ -215,6 +215,16 @@ def write_at(buffer, index, values, axis):
     return ops.slice_update(buffer, start, ops.expand_dims(values, axis))
 
 
+def trailing_shape(x):
+    """`x.shape[1:]`, with dynamic sizes where the static ones are unknown
+    (e.g. the source length inside a `tf.function` with a `None` input
+    dimension)."""
+    dynamic = ops.shape(x)
+    return tuple(
+        dynamic[i] if size is None else size for i, size in enumerate(x.shape)
+    )[1:]
+
+
 def expand_to(mask, x):
     """Appends size-1 axes to `mask` until it has the rank of `x`."""
     for _ in range(len(x.shape) - len(mask.shape)):
@@ -257,7 +267,7 @@ def decode_rows(
         return {
             "tokens": ops.full((batch, max_length), pad_token, "int32"),
             "attention": ops.zeros(
-                (batch, max_length) + tuple(attention.shape[1:]), "float32"
+                (batch, max_length, *trailing_shape(attention)), "float32"
             ),
             "scores": ops.zeros((batch,), "float32"),
             "log_probs": ops.zeros((batch,), "float32"),

@@ -131,11 +131,11 @@ def beam_search(
 
     def unfold(x):
         """`(batch * width, ...)` -> `(batch, width, ...)`."""
-        return ops.reshape(x, (batch, width) + tuple(x.shape[1:]))
+        return ops.reshape(x, (batch, width, *_loop.trailing_shape(x)))
 
     def fold(x):
         """`(batch, width, ...)` -> `(batch * width, ...)`."""
-        return ops.reshape(x, (-1,) + tuple(x.shape[2:]))
+        return ops.reshape(x, (-1, *_loop.trailing_shape(x)[1:]))
 
     def init(logits, attention):
         # Beam 0 of every source is open; the others start finished at -inf,
@@ -145,7 +145,7 @@ def beam_search(
         return {
             "tokens": ops.full((batch, width, max_length), pad_token, "int32"),
             "attention": ops.zeros(
-                (batch, width, max_length) + tuple(attention.shape[1:]),
+                (batch, width, max_length, *_loop.trailing_shape(attention)),
                 "float32",
             ),
             "scores": ops.where(first, 0.0, float("-inf")),

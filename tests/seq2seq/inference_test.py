@@ -198,3 +198,48 @@ def test_learns_to_reverse_sequences(style, attention):
         for i in range(len(valid_source))
     ]
     assert np.mean(exact) >= 0.95
+
+
+def test_decodes_inside_a_graph_with_unknown_source_length(rng):
+    """What a SavedModel signature with a `[None, None]` input traces."""
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("tf.function with a None input dimension")
+    import tensorflow as tf
+
+    from keras_attention import decoding
+
+    model = _model("luong", "general")
+    inference = Seq2SeqInference(
+        model, start_token=START, end_token=END, max_length=6
+    )
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None], tf.int32)])
+    def run(source):
+        state, constants = inference.encode(source)
+        start = tf.fill([tf.shape(source)[0]], START)
+        greedy = decoding.greedy_search(
+            inference.step, start, state, constants, max_length=6, end_token=END
+        )
+        beam = decoding.beam_search(
+            inference.step,
+            start,
+            state,
+            constants,
+            max_length=6,
+            end_token=END,
+            beam_width=3,
+        )
+        return greedy.tokens, beam.tokens
+
+    for length in (4, 6):
+        source = _sources(rng, length=length)
+        greedy, beam = run(source)
+        np.testing.assert_array_equal(
+            greedy, ops.convert_to_numpy(inference.greedy(source).tokens)
+        )
+        np.testing.assert_array_equal(
+            beam,
+            ops.convert_to_numpy(
+                inference.beam_search(source, beam_width=3).tokens
+            ),
+        )
