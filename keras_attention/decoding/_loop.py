@@ -181,8 +181,9 @@ def run_loop(
 ):
     """Runs the step function until `max_length` or until `done(carry)`.
 
-    Returns the final carry. `token_ids` maps argument names to token ids
-    that must be below the vocabulary size (checked against the logits).
+    Returns a `Decoded` of the final carry's fields. `token_ids` maps
+    argument names to token ids that must be below the vocabulary size
+    (checked against the logits).
     """
 
     def step(tokens, state):
@@ -205,7 +206,7 @@ def run_loop(
 
     index = ops.convert_to_tensor(1, "int32")
     _, _, _, carry = ops.while_loop(cond, body, (index, tokens, state, carry))
-    return carry
+    return Decoded(*(carry[name] for name in Decoded._fields))
 
 
 def write_at(buffer, index, values, axis):
@@ -293,7 +294,7 @@ def decode_rows(
         }
         return carry, tokens, state
 
-    carry = run_loop(
+    return run_loop(
         caller,
         step_fn,
         start_tokens,
@@ -304,11 +305,4 @@ def decode_rows(
         update=update,
         done=lambda carry: ops.all(carry["finished"]),
         token_ids={"end_token": end_token, "pad_token": pad_token},
-    )
-    return Decoded(
-        tokens=carry["tokens"],
-        scores=carry["scores"],
-        log_probs=carry["log_probs"],
-        attention=carry["attention"],
-        lengths=carry["lengths"],
     )

@@ -6,7 +6,6 @@ from keras import ops
 from keras import tree
 
 from keras_attention.decoding import _loop
-from keras_attention.decoding.decoded import Decoded
 
 
 def _length_penalty(lengths, alpha):
@@ -229,7 +228,7 @@ def beam_search(
         state = tree.map_structure(lambda x: ops.take(x, rows, axis=0), state)
         return carry, fold(tokens), state
 
-    carry = _loop.run_loop(
+    return _loop.run_loop(
         caller,
         step_fn,
         repeat(start_tokens),
@@ -240,11 +239,4 @@ def beam_search(
         update=update,
         done=lambda carry: ops.all(carry["finished"]),
         token_ids={"end_token": end_token, "pad_token": pad_token},
-    )
-    return Decoded(
-        tokens=carry["tokens"],
-        scores=carry["scores"],
-        log_probs=carry["log_probs"],
-        attention=carry["attention"],
-        lengths=carry["lengths"],
     )

@@ -125,13 +125,8 @@ class BaseAttention(keras.layers.Layer):
         use_causal_mask=False,
     ):
         key = value if key is None else key
-        self._check_shapes(
-            query.shape,
-            value.shape,
-            key.shape,
-            query_mask_shape=None if query_mask is None else query_mask.shape,
-            value_mask_shape=None if value_mask is None else value_mask.shape,
-            use_causal_mask=use_causal_mask,
+        self._check_inputs(
+            query, value, key, query_mask, value_mask, use_causal_mask
         )
         context, weights = self.attend(
             query,
@@ -206,13 +201,8 @@ class BaseAttention(keras.layers.Layer):
         use_causal_mask=False,
     ):
         key = value if key is None else key
-        self._check_shapes(
-            query.shape,
-            value.shape,
-            key.shape,
-            query_mask_shape=None if query_mask is None else query_mask.shape,
-            value_mask_shape=None if value_mask is None else value_mask.shape,
-            use_causal_mask=use_causal_mask,
+        self._check_inputs(
+            query, value, key, query_mask, value_mask, use_causal_mask
         )
         context = keras.KerasTensor(
             self.compute_output_shape(query.shape, value.shape),
@@ -231,6 +221,18 @@ class BaseAttention(keras.layers.Layer):
         return config
 
     # ---- validation -----------------------------------------------------
+
+    def _check_inputs(
+        self, query, value, key, query_mask, value_mask, use_causal_mask
+    ):
+        self._check_shapes(
+            query.shape,
+            value.shape,
+            key.shape,
+            query_mask_shape=None if query_mask is None else query_mask.shape,
+            value_mask_shape=None if value_mask is None else value_mask.shape,
+            use_causal_mask=use_causal_mask,
+        )
 
     def _check_shapes(
         self,
