@@ -8,7 +8,10 @@ import json
 import numbers
 import os
 import pathlib
+import shutil
+import tempfile
 import unicodedata
+import uuid
 import zipfile
 from collections.abc import Sequence
 from typing import Any
@@ -27,6 +30,9 @@ METHODS = ("greedy", "sample", "beam")
 MODEL_FILE = "model.keras"
 CONFIG_FILE = "translator.json"
 _FORMAT_VERSION = 1
+# Files and directories being written start with this prefix until they are
+# complete and renamed (see `save_model_atomically`); a crash may leave some.
+TEMP_PREFIX = ".keras-attention-tmp-"
 
 
 class TranslatorLoadError(ValueError):
@@ -601,25 +607,54 @@ class Translator:
         `beam_width`, `length_penalty`, `batch_size`, `seed`). Existing
         files of those names are overwritten.
 
+        Crash-safe: every file is first written completely under a
+        temporary name in `directory` (starting with
+        `.keras-attention-tmp-`), flushed to disk, and only then renamed
+        over the real name (`os.replace`, atomic on POSIX and Windows),
+        `translator.json` last. So a crash, a full disk or a kill while
+        saving leaves each file either entirely old or entirely new, never
+        truncated; temporary files left by a crash are ignored by `load`
+        and removed by the next `save`.
+
         Args:
             directory: the output directory.
         """
         directory = pathlib.Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        self.model.save(directory / MODEL_FILE)
-        self.processor.save(directory)
+        remove_temporary_files(directory)
         config = {
             "format_version": _FORMAT_VERSION,
             "model_file": MODEL_FILE,
             **self.get_config(),
         }
-        (directory / CONFIG_FILE).write_text(
-            json.dumps(config, indent=2) + "\n", encoding="utf-8"
+        staging = pathlib.Path(
+            tempfile.mkdtemp(prefix=TEMP_PREFIX, dir=directory)
         )
+        try:
+            self.model.save(staging / MODEL_FILE)
+            self.processor.save(staging)
+            (staging / CONFIG_FILE).write_text(
+                json.dumps(config, indent=2) + "\n", encoding="utf-8"
+            )
+            # Everything is complete on disk before the first rename; the
+            # config, which `load` reads first, is renamed last.
+            names = sorted(p.name for p in staging.iterdir())
+            names.remove(CONFIG_FILE)
+            for name in [*names, CONFIG_FILE]:
+                _fsync(staging / name)
+                os.replace(staging / name, directory / name)
+            _fsync_directory(directory)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
 
     @classmethod
     def load(cls, directory: str | os.PathLike) -> Translator:
         """Read a translator written by `save(directory)`.
+
+        The model is loaded with `keras.saving.load_model(...,
+        safe_mode=True)`: a `.keras` file that holds Python code (a `Lambda`
+        layer's pickled function) is refused, never executed. The models of
+        this package contain none.
 
         Args:
             directory: the directory given to `save`.
@@ -630,9 +665,10 @@ class Translator:
         Raises:
             FileNotFoundError: if the directory or one of its files is
                 missing.
-            TranslatorLoadError: (a `ValueError`) if `translator.json` or
-                `model.keras` cannot be read (corrupted, or not written by
-                `save`).
+            TranslatorLoadError: (a `ValueError`) if `directory` is a file,
+                or if `translator.json` or `model.keras` cannot be read
+                (corrupted, not written by `save`, or holding code that
+                safe mode refuses).
         """
         directory = pathlib.Path(directory)
         expected = (
@@ -640,6 +676,11 @@ class Translator:
             f"{MODEL_FILE}, {CONFIG_FILE} and the vocabulary files), e.g. "
             "the --out directory of `keras-attention train`"
         )
+        if directory.is_file():
+            raise TranslatorLoadError(
+                f"'{directory}' is a file, not a translator directory; "
+                f"{expected}. Pass the directory that holds {MODEL_FILE}."
+            )
         if not directory.is_dir():
             raise FileNotFoundError(
                 f"Translator directory not found: '{directory}'; {expected}."
@@ -669,7 +710,13 @@ class Translator:
             raise FileNotFoundError(
                 f"Model file not found: '{model_path}'; {expected}."
             )
-        processor = TextProcessor.load(directory)
+        try:
+            processor = TextProcessor.load(directory)
+        except (ValueError, KeyError, UnicodeDecodeError) as error:
+            raise TranslatorLoadError(
+                f"Could not read the vocabularies in '{directory}' "
+                f"({type(error).__name__}: {error}); {expected}."
+            ) from None
         advice = (
             "Expected a .keras file written by Translator.save(); the file "
             "may be truncated or corrupted: save or train it again."
@@ -681,7 +728,9 @@ class Translator:
             )
         try:
             # Importing keras_attention.seq2seq registered the custom layers.
-            model = keras.saving.load_model(model_path, compile=False)
+            model = keras.saving.load_model(
+                model_path, compile=False, safe_mode=True
+            )
         except Exception as error:  # zip, HDF5, JSON or Keras errors
             message = str(error).strip().splitlines()
             detail = f"{type(error).__name__}: {message[0] if message else ''}"
@@ -729,11 +778,18 @@ class Translator:
         reloaded.translate(tf.constant(["¿Dónde está Tom?"]))
         ```
 
+        Crash-safe: the SavedModel is written into a temporary directory
+        next to `path` and renamed to `path` once complete; a previous
+        SavedModel at `path` is replaced only then. A crash leaves the old
+        SavedModel, the new one or none at `path`, never a partial one.
+
         Args:
             path: the SavedModel directory to write.
 
         Raises:
             RuntimeError: if the Keras backend is not TensorFlow.
+            ValueError: if `path` is a file, or a non-empty directory that
+                is not a SavedModel (it is never overwritten).
         """
         if keras.config.backend() != "tensorflow":
             raise RuntimeError(
@@ -743,6 +799,19 @@ class Translator:
                 "KERAS_BACKEND=tensorflow (load the translator there with "
                 "Translator.load and export it)."
             )
+        path = pathlib.Path(path)
+        if path.is_file() or (
+            path.is_dir()
+            and any(path.iterdir())
+            and not (path / "saved_model.pb").is_file()
+        ):
+            raise ValueError(
+                f"Cannot export to '{path}': it exists and is not a "
+                "SavedModel directory, so it is not overwritten. Choose a "
+                "new path (or an existing SavedModel directory to replace)."
+            )
+        path.parent.mkdir(parents=True, exist_ok=True)
+        remove_temporary_files(path.parent, path.name)
         archive = keras.export.ExportArchive()
         archive.track(self.model)
         archive.track(self.processor)
@@ -755,7 +824,14 @@ class Translator:
             self._graph_translate("beam"),
             input_signature=spec,
         )
-        archive.write_out(str(path), verbose=False)
+        staging = tempfile.mkdtemp(
+            prefix=f"{TEMP_PREFIX}{path.name}-", dir=path.parent
+        )
+        try:
+            archive.write_out(staging, verbose=False)
+            _replace_directory(pathlib.Path(staging), path)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
 
     def _graph_translate(self, method: str):
         """The in-graph `sentences -> translations` for `export`: the same
@@ -783,6 +859,94 @@ class Translator:
             )
 
         return translate
+
+
+# ---- crash-safe writes ------------------------------------------------------
+# Shared by Translator.save/export and train_translator: a file is written
+# completely under a temporary name in the same directory, flushed, then
+# renamed over the real name with os.replace (atomic), so a reader never sees
+# a half-written file under the real name.
+
+
+def _fsync(path: pathlib.Path) -> None:
+    with open(path, "rb") as f:
+        os.fsync(f.fileno())
+
+
+def _fsync_directory(directory: pathlib.Path) -> None:
+    """Make renames in `directory` durable (POSIX; a no-op elsewhere)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def write_atomically(path, write, suffix: str = "") -> None:
+    """Call `write(temporary_path)`, then rename the result to `path`."""
+    path = pathlib.Path(path)
+    fd, temporary = tempfile.mkstemp(
+        prefix=f"{TEMP_PREFIX}{path.stem}-", suffix=suffix, dir=path.parent
+    )
+    os.close(fd)
+    temporary = pathlib.Path(temporary)
+    try:
+        write(temporary)
+        _fsync(temporary)
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    _fsync_directory(path.parent)
+
+
+def save_model_atomically(model: keras.Model, path: str | os.PathLike) -> None:
+    """`model.save(path)` (a `.keras` file) that never leaves a partial file
+    at `path`: the previous file stays until the new one is complete."""
+    write_atomically(path, model.save, suffix=".keras")
+
+
+def write_text_atomically(path: str | os.PathLike, text: str) -> None:
+    """Write UTF-8 `text` to `path` through a temporary file and a rename."""
+    write_atomically(
+        path, lambda p: p.write_text(text, encoding="utf-8"), suffix=".tmp"
+    )
+
+
+def remove_temporary_files(
+    directory: str | os.PathLike, name: str | None = None
+) -> None:
+    """Delete what interrupted crash-safe writes left in `directory`: every
+    entry named `TEMP_PREFIX...`, or only `TEMP_PREFIX + name + "-..."`."""
+    directory = pathlib.Path(directory)
+    if not directory.is_dir():
+        return
+    prefix = TEMP_PREFIX if name is None else f"{TEMP_PREFIX}{name}-"
+    for entry in directory.iterdir():
+        if not entry.name.startswith(prefix):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+
+
+def _replace_directory(new: pathlib.Path, path: pathlib.Path) -> None:
+    """Rename the complete directory `new` to `path`, replacing (and then
+    deleting) a previous `path`."""
+    if path.exists():
+        old = path.parent / f"{TEMP_PREFIX}{path.name}-old-{uuid.uuid4().hex}"
+        os.replace(path, old)
+        os.replace(new, path)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(new, path)
+    _fsync_directory(path.parent)
 
 
 def _pad_sources(rows: list[np.ndarray], batch: int, length: int) -> np.ndarray:
