@@ -3,6 +3,8 @@
 Usage (`keras-attention COMMAND --help` for every option):
 
     keras-attention train --data pairs.tsv --out my-model
+    keras-attention train --data pairs.tsv --out my-model --resume
+    keras-attention train --data pairs.tsv --out my-model --strategy mirrored
     keras-attention translate --model my-model "¿Dónde está Tom?"
     keras-attention evaluate --model my-model --data pairs.tsv --split test
     keras-attention export --model my-model --out my-savedmodel
@@ -16,7 +18,12 @@ The heavy modules (the text pipeline, the translator, matplotlib) are
 imported inside the commands. Training and translation run on the
 configured Keras backend (TensorFlow unless `KERAS_BACKEND` or
 `~/.keras/keras.json` says otherwise): the `tf.data` input pipeline feeds
-any backend, so JAX and PyTorch train too; `export` needs TensorFlow.
+any backend, so JAX and PyTorch train too; `export`, `--strategy mirrored`
+and `--cpu-devices` need TensorFlow.
+
+`train` backs its state up every `--backup-every` steps: a run that is
+interrupted (Ctrl-C, a kill, a crash, a preempted machine) continues with
+`--resume` as if it had not stopped.
 
 Errors the user can fix (a missing or malformed file, a directory that holds
 no model, an invalid option) print one line on stderr and exit with status
@@ -47,6 +54,7 @@ ATTENTIONS = ("bahdanau", "dot", "general", "scaled_dot")
 STYLES = ("bahdanau", "luong")
 CELLS = ("lstm", "gru")
 METHODS = ("greedy", "sample", "beam")
+STRATEGIES = ("default", "mirrored")
 
 
 class CommandError(Exception):
@@ -87,6 +95,18 @@ def _positive_int(value: str) -> int:
     return number
 
 
+def _non_negative_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        number = -1
+    if number < 0:
+        raise argparse.ArgumentTypeError(
+            f"expected an integer >= 0, received {value!r}"
+        )
+    return number
+
+
 def _non_negative_float(value: str) -> float:
     try:
         number = float(value)
@@ -121,12 +141,69 @@ def _decoding_options(args) -> dict:
     }
 
 
+def _needs_tensorflow(option: str) -> None:
+    import keras
+
+    if keras.config.backend() != "tensorflow":
+        raise CommandError(
+            f"{option} needs the TensorFlow backend; the Keras backend is "
+            f"{keras.config.backend()!r}. Run with KERAS_BACKEND=tensorflow."
+        )
+
+
+def _split_cpu(devices: int) -> None:
+    """Make TensorFlow see `devices` logical CPUs (to try a multi-device
+    strategy without GPUs). Only possible before TensorFlow initialises its
+    runtime, i.e. before anything has run a TensorFlow op."""
+    _needs_tensorflow("--cpu-devices")
+    import tensorflow as tf
+
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    try:
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration()] * devices
+        )
+    except RuntimeError:
+        current = len(tf.config.list_logical_devices("CPU"))
+        if current != devices:
+            raise CommandError(
+                f"--cpu-devices {devices}: TensorFlow has already "
+                f"initialised its devices ({current} logical CPU(s)) in "
+                "this process, so the CPU can no longer be split. Pass "
+                "--cpu-devices to a new `keras-attention train` process."
+            ) from None
+
+
+def _strategy(name: str):
+    """`None` (Keras' default: one device) or a `MirroredStrategy` over the
+    visible GPUs, else over the logical CPUs."""
+    if name == "default":
+        return None
+    _needs_tensorflow(f"--strategy {name}")
+    import tensorflow as tf
+
+    devices = tf.config.list_logical_devices("GPU")
+    devices = devices or tf.config.list_logical_devices("CPU")
+    names = [device.name for device in devices]
+    strategy = tf.distribute.MirroredStrategy(names)
+    print(
+        f"MirroredStrategy: {strategy.num_replicas_in_sync} replica(s) on "
+        f"{', '.join(names)}",
+        flush=True,
+    )
+    return strategy
+
+
 # ---- commands ------------------------------------------------------------
 
 
 def _train(args) -> int:
+    # First: splitting the CPU must happen before TensorFlow's first op.
+    if args.cpu_devices is not None:
+        _split_cpu(args.cpu_devices)
     from keras_attention.training import train_translator
 
+    strategy = _strategy(args.strategy)
     pairs, (train, validation, test) = _read_split(args)
     print(
         f"{len(pairs)} pairs from {args.data}: {len(train)} train, "
@@ -152,6 +229,9 @@ def _train(args) -> int:
         max_vocab=args.max_vocab,
         seed=args.seed,
         resume=args.resume,
+        backup_every=args.backup_every,
+        strategy=strategy,
+        mixed_precision=args.mixed_precision,
         verbose=args.verbose,
     )
     seconds = time.perf_counter() - start
@@ -422,7 +502,40 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--resume",
         action="store_true",
-        help="continue the interrupted run in --out",
+        help="continue the interrupted run in --out from its last backup "
+        "(same data and settings; --epochs may grow)",
+    )
+    train.add_argument(
+        "--backup-every",
+        type=_non_negative_int,
+        default=50,
+        metavar="STEPS",
+        help="back up the training state every STEPS steps and at the end "
+        "of each epoch, so an interrupted run loses at most STEPS steps "
+        "(0: at the end of each epoch only; default: %(default)s)",
+    )
+    train.add_argument(
+        "--strategy",
+        choices=STRATEGIES,
+        default="default",
+        help="default: one device; mirrored: tf.distribute."
+        "MirroredStrategy, each batch split over the visible GPUs (or the "
+        "logical CPUs of --cpu-devices); --batch-size is the global batch "
+        "(default: %(default)s)",
+    )
+    train.add_argument(
+        "--cpu-devices",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="split the CPU into N logical TensorFlow devices, to try "
+        "--strategy mirrored without GPUs (for testing)",
+    )
+    train.add_argument(
+        "--mixed-precision",
+        action="store_true",
+        help="16-bit computations with float32 weights: mixed_bfloat16 "
+        "(mixed_float16 on a GPU)",
     )
     train.add_argument(
         "--verbose",

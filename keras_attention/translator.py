@@ -734,6 +734,12 @@ class Translator:
         except Exception as error:  # zip, HDF5, JSON or Keras errors
             message = str(error).strip().splitlines()
             detail = f"{type(error).__name__}: {message[0] if message else ''}"
+            if "safe_mode" in str(error):
+                advice = (
+                    "The file holds Python code (e.g. a Lambda layer), which "
+                    "safe mode refuses to run; Translator.save never writes "
+                    "any, so this file does not come from it."
+                )
             raise TranslatorLoadError(
                 f"Could not load the model file '{model_path}' ({detail}). "
                 f"{advice}"
