@@ -1,12 +1,17 @@
 import csv
 import json
+import math
 import pathlib
+import zipfile
 
 import keras
+import numpy as np
 import pytest
 
 from keras_attention import text
+from keras_attention.training import _mixed_precision_policy
 from keras_attention.training import train_translator
+from keras_attention.translator import TEMP_PREFIX
 from keras_attention.translator import Translator
 
 FIXTURE = pathlib.Path(__file__).parent / "data" / "spa-eng-fixture.tsv"
@@ -16,6 +21,7 @@ TINY = {
     "batch_size": 32,
     "max_length": 16,
     "learning_rate": 1e-2,
+    "dropout": 0.2,  # so that resuming must restore the dropout seeds
     "verbose": 0,
 }
 
@@ -105,45 +111,174 @@ def test_keeps_the_weights_of_the_best_validation_loss(trained, pairs):
     assert [int(row["epoch"]) for row in history] == [0, 1, 2, 3]
 
 
-def test_interrupted_run_resumes_where_it_stopped(pairs, tmp_path):
+class _Interrupt(keras.callbacks.Callback):
+    """Raises KeyboardInterrupt (as Ctrl-C would) after step `step` of
+    epoch `epoch` (0-based)."""
+
+    def __init__(self, epoch, step):
+        super().__init__()
+        self.at, self.epoch = (epoch, step), None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if (self.epoch, batch) == self.at:
+            raise KeyboardInterrupt
+
+
+def _assert_same_run(out_dir, reference_dir):
+    rows, expected = _history(out_dir), _history(reference_dir)
+    assert [r["epoch"] for r in rows] == [r["epoch"] for r in expected]
+    for key in ("loss", "val_loss", "accuracy"):
+        np.testing.assert_allclose(
+            [float(r[key]) for r in rows],
+            [float(r[key]) for r in expected],
+            rtol=1e-6,
+            err_msg=key,
+        )
+    weights = Translator.load(out_dir).model.get_weights()
+    reference = Translator.load(reference_dir).model.get_weights()
+    for a, b in zip(weights, reference, strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+    done = json.loads((out_dir / "training.json").read_text())
+    expected_done = json.loads((reference_dir / "training.json").read_text())
+    assert done["steps"] == expected_done["steps"]
+    assert done["completed_epochs"] == expected_done["completed_epochs"]
+
+
+def test_run_interrupted_mid_epoch_resumes_exactly(trained, pairs, tmp_path):
+    reference_dir = trained[0]  # the same run, never interrupted
     out_dir = tmp_path / "run"
-    interrupt = _Record(stop_after=2)
+    arguments = (pairs.train, pairs.validation, out_dir)
     with pytest.raises(KeyboardInterrupt):
         train_translator(
-            pairs.train,
-            pairs.validation,
-            out_dir,
-            epochs=3,
-            callbacks=[interrupt],
+            *arguments,
+            epochs=4,
+            backup_every=1,
+            callbacks=[_Interrupt(epoch=2, step=2)],
             **TINY,
         )
-    assert interrupt.begun == [0, 1]
-    assert (out_dir / "backup").is_dir()
+    state = json.loads((out_dir / "backup" / "state.json").read_text())
+    assert (state["epoch"], state["step"]) == (2, 3)  # 3 steps of epoch 2
+    assert [int(r["epoch"]) for r in _history(out_dir)] == [0, 1]
 
-    with pytest.raises(ValueError, match=r"units=32 \(the run used 16\)"):
-        train_translator(
-            pairs.train,
-            pairs.validation,
-            out_dir,
-            epochs=3,
-            resume=True,
-            **{**TINY, "units": 32},
-        )
+    for changed, message in (
+        ({"units": 32}, r"units=32 \(the run used 16\)"),
+        ({"batch_size": 16}, r"batch_size=16 \(the run used 32\)"),
+        ({"mixed_precision": True}, r"mixed_precision=True"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            train_translator(
+                *arguments, epochs=4, resume=True, **{**TINY, **changed}
+            )
 
     resumed = _Record()
     translator = train_translator(
-        pairs.train,
-        pairs.validation,
-        out_dir,
-        epochs=3,
-        resume=True,
-        callbacks=[resumed],
-        **TINY,
+        *arguments, epochs=4, resume=True, callbacks=[resumed], **TINY
     )
-    assert resumed.begun == [2]  # epochs 0 and 1 were not trained again
-    assert [int(r["epoch"]) for r in _history(out_dir)] == [0, 1, 2]
+    # The rest of epoch 2 (one fit), then epoch 3; epochs 0-1 not again.
+    assert resumed.begun == [2, 3]
     assert not (out_dir / "backup").exists()
     assert isinstance(translator, Translator)
+    # Weights, optimizer, data position, dropout seeds and running metrics
+    # were restored: the numbers are those of the uninterrupted run.
+    _assert_same_run(out_dir, reference_dir)
+
+
+def test_crash_while_saving_the_best_model_keeps_the_previous_one(
+    pairs, tmp_path, monkeypatch
+):
+    out_dir = tmp_path / "run"
+    save = keras.Model.save
+    written = []
+
+    def save_that_fails_the_third_time(self, filepath, *args, **kwargs):
+        # 1: the untrained translator; 2, 3: the checkpoints of epochs 0, 1.
+        written.append(pathlib.Path(filepath))
+        if len(written) == 3:
+            pathlib.Path(filepath).write_bytes(b"PK\x03\x04 half a zip")
+            raise OSError(28, "No space left on device")
+        return save(self, filepath, *args, **kwargs)
+
+    monkeypatch.setattr(keras.Model, "save", save_that_fails_the_third_time)
+    with pytest.raises(OSError, match="No space left on device"):
+        # Without validation pairs the best epoch is the lowest training
+        # loss, which falls every epoch here.
+        train_translator(pairs.train, None, out_dir, epochs=3, **TINY)
+    assert len(written) == 3
+    # Every model was written under a temporary name, then renamed.
+    for path in written:
+        assert path.parent == out_dir or path.parent.parent == out_dir
+        assert TEMP_PREFIX in path.relative_to(out_dir).parts[0]
+    names = {p.name for p in out_dir.iterdir()}
+    assert not [n for n in names if n.startswith(TEMP_PREFIX)], names
+    assert zipfile.is_zipfile(out_dir / "model.keras")
+    epoch_0 = Translator.load(out_dir)  # the checkpoint of epoch 0
+    assert [int(r["epoch"]) for r in _history(out_dir)] == [0]
+
+    monkeypatch.undo()
+    translator = train_translator(
+        pairs.train, None, out_dir, epochs=3, resume=True, **TINY
+    )
+    assert [int(r["epoch"]) for r in _history(out_dir)] == [0, 1, 2]
+    changed = [
+        not np.array_equal(a, b)
+        for a, b in zip(
+            translator.model.get_weights(),
+            epoch_0.model.get_weights(),
+            strict=True,
+        )
+    ]
+    assert any(changed)
+
+
+def test_mixed_precision_trains_like_float32_and_translates(tmp_path):
+    train, validation, _ = text.split_pairs(
+        text.load_demo_pairs(max_pairs=400), seed=0
+    )
+    kwargs = {**TINY, "dropout": 0.0, "epochs": 3}
+    train_translator(train, validation, tmp_path / "float32", **kwargs)
+    mixed = train_translator(
+        train, validation, tmp_path / "mixed", mixed_precision=True, **kwargs
+    )
+    assert keras.config.dtype_policy().name == "float32"  # restored
+    policy = _mixed_precision_policy()  # mixed_bfloat16 on a CPU
+    described = json.loads((tmp_path / "mixed" / "training.json").read_text())
+    assert described["dtype_policy"] == policy
+    assert mixed.model.get_layer("decoder").dtype_policy.name == policy
+    # The same fixed number of steps from the same initial weights: 16-bit
+    # computations (8 significant bits in bfloat16) move the final losses
+    # by ~0.03% here. 1% still catches a run that does not train in 16 bits
+    # (the training loss falls by 30%, the validation loss by 8%).
+    full, half = _history(tmp_path / "float32"), _history(tmp_path / "mixed")
+    for key in ("loss", "val_loss"):
+        values = [float(r[key]) for r in half]
+        assert all(math.isfinite(v) for v in values), values
+        assert values[-1] == pytest.approx(float(full[-1][key]), rel=0.01)
+    assert float(half[-1]["loss"]) < 0.8 * float(half[0]["loss"])
+
+    loaded = Translator.load(tmp_path / "mixed")
+    assert loaded.model.get_layer("decoder").dtype_policy.name == policy
+    sentences = validation.sources[:6]
+    out = loaded.translate(sentences, method="beam")
+    assert len(out) == 6 and all(isinstance(s, str) for s in out)
+    assert loaded.translate(sentences) == mixed.translate(sentences)
+    result = loaded.translate_with_attention(sentences[0])
+    assert np.isfinite(result.attention).all()
+    np.testing.assert_allclose(result.attention.sum(-1), 1.0, atol=1e-5)
+
+
+def test_the_dtype_policy_is_restored_after_an_error(pairs, tmp_path):
+    with pytest.raises(ValueError, match="cell"):
+        train_translator(
+            pairs.train,
+            None,
+            tmp_path,
+            mixed_precision=True,
+            **{**TINY, "cell": "rnn"},
+        )
+    assert keras.config.dtype_policy().name == "float32"
 
 
 def test_resume_without_an_interrupted_run(pairs, tmp_path):
@@ -160,6 +295,8 @@ def test_resume_without_an_interrupted_run(pairs, tmp_path):
         ({"train_pairs": ([], [])}, "is empty"),
         ({"epochs": 0}, "epochs=0"),
         ({"cell": "rnn"}, "cell"),
+        ({"backup_every": -1}, "backup_every=-1"),
+        ({"strategy": "mirrored"}, r"tf\.distribute\.Strategy.*received str"),
     ],
 )
 def test_invalid_arguments(pairs, tmp_path, kwargs, message):
