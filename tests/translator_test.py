@@ -15,11 +15,13 @@ import sacrebleu
 from keras_attention import text
 from keras_attention.seq2seq import build_seq2seq
 from keras_attention.seq2seq import compile_seq2seq
+from keras_attention.translator import TEMP_PREFIX
 from keras_attention.translator import Translation
 from keras_attention.translator import Translator
 from keras_attention.translator import TranslatorLoadError
 from keras_attention.translator import corpus_scores
 from keras_attention.translator import normalize_for_scoring
+from keras_attention.translator import write_text_atomically
 
 FIXTURE = pathlib.Path(__file__).parent / "data" / "spa-eng-fixture.tsv"
 
@@ -356,3 +358,188 @@ def test_export_translates_with_tensorflow_alone(
     assert out["translate"] == translator.translate(inputs)
     assert out["translate_beam"] == translator.translate(inputs, method="beam")
     assert out["translate"][6:8] == ["", ""]
+
+
+# ---- crash-safe saving -------------------------------------------------------
+
+
+def _copy_dir(source, target):
+    target.mkdir()
+    for file in source.iterdir():
+        if file.is_file():
+            (target / file.name).write_bytes(file.read_bytes())
+    return target
+
+
+def _contents(directory):
+    return {p.name: p.read_bytes() for p in directory.iterdir()}
+
+
+def test_a_crash_while_saving_keeps_the_previous_translator(
+    translator, saved_dir, tmp_path, monkeypatch, sentences
+):
+    directory = _copy_dir(saved_dir, tmp_path / "translator")
+    before = _contents(directory)
+
+    def save_half_then_crash(self, filepath, *args, **kwargs):
+        pathlib.Path(filepath).write_bytes(b"PK\x03\x04 half of a zip")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(keras.Model, "save", save_half_then_crash)
+    with pytest.raises(OSError, match="No space left"):
+        translator.save(directory)
+    monkeypatch.undo()
+    # Nothing under a real name changed, and no partial file is left.
+    assert _contents(directory) == before
+    loaded = Translator.load(directory)
+    assert loaded.translate(sentences[:3]) == translator.translate(
+        sentences[:3]
+    )
+
+
+def test_leftover_temporary_files_are_ignored_then_cleaned(
+    translator, saved_dir, tmp_path
+):
+    directory = _copy_dir(saved_dir, tmp_path / "translator")
+    # What a save killed midway leaves: a partial model, a staging folder.
+    (directory / f"{TEMP_PREFIX}model-1234.keras").write_bytes(b"PK\x03")
+    (directory / f"{TEMP_PREFIX}abcd").mkdir()
+    (directory / f"{TEMP_PREFIX}abcd" / "model.keras").write_bytes(b"PK")
+    assert Translator.load(directory).get_config() == translator.get_config()
+    translator.save(directory)
+    assert not [p for p in directory.iterdir() if TEMP_PREFIX in p.name]
+    Translator.load(directory)
+
+
+def test_write_text_atomically_keeps_the_old_file_on_a_crash(
+    tmp_path, monkeypatch
+):
+    path = tmp_path / "training.json"
+    write_text_atomically(path, '{"epochs": 1}\n')
+    assert path.read_text() == '{"epochs": 1}\n'
+    write_text = pathlib.Path.write_text
+
+    def write_half_then_crash(self, data, *args, **kwargs):
+        write_text(self, data[: len(data) // 2], *args, **kwargs)
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(pathlib.Path, "write_text", write_half_then_crash)
+    with pytest.raises(OSError):
+        write_text_atomically(path, '{"epochs": 2, "units": 256}\n')
+    monkeypatch.undo()
+    assert path.read_text() == '{"epochs": 1}\n'
+    assert [p.name for p in tmp_path.iterdir()] == ["training.json"]
+
+
+def test_a_crash_while_exporting_keeps_the_previous_savedmodel(
+    translator, tmp_path, monkeypatch
+):
+    path = tmp_path / "exported"
+    path.mkdir()
+    (path / "saved_model.pb").write_bytes(b"the previous export")
+    (path / "variables").mkdir()
+
+    def write_half_then_crash(self, filepath, **kwargs):
+        pathlib.Path(filepath, "saved_model.pb").write_bytes(b"half")
+        raise OSError(28, "No space left on device")
+
+    # Only the file handling is under test: skip tracing the graphs. (The
+    # class is the backend's, which ExportArchive() returns.)
+    archive_class = type(keras.export.ExportArchive())
+    monkeypatch.setattr(archive_class, "add_endpoint", lambda *a, **k: None)
+    monkeypatch.setattr(archive_class, "write_out", write_half_then_crash)
+    with pytest.raises(OSError, match="No space left"):
+        translator.export(path)
+    assert (path / "saved_model.pb").read_bytes() == b"the previous export"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["exported"]
+
+
+def test_export_never_overwrites_a_directory_that_is_not_a_savedmodel(
+    translator, tmp_path
+):
+    (tmp_path / "notes.txt").write_text("keep me")
+    with pytest.raises(ValueError, match=r"not a SavedModel directory"):
+        translator.export(tmp_path)
+    with pytest.raises(ValueError, match=r"not a SavedModel directory"):
+        translator.export(tmp_path / "notes.txt")
+    assert (tmp_path / "notes.txt").read_text() == "keep me"
+
+
+# ---- bad input ---------------------------------------------------------------
+
+
+def test_a_10000_word_sentence_is_truncated_with_a_warning(translator):
+    sentence = " ".join(["casa"] * 10_000) + "."
+    with pytest.warns(
+        UserWarning, match=r"1 of 2 source sentence\(s\).*truncated"
+    ):
+        out = translator.translate([sentence, "Hola."])
+    assert len(out) == 2 and all(isinstance(s, str) for s in out)
+    with pytest.warns(UserWarning, match="truncated"):
+        result = translator.translate_with_attention(sentence)
+    max_length = translator.processor.max_length
+    assert len(result.source_tokens) == max_length
+    assert result.source_tokens[-1] == "[END]"
+    assert result.attention.shape[1] == max_length
+
+
+def test_unknown_words_become_unk(translator):
+    result = translator.translate_with_attention("Xylofón qwzrt Tom.")
+    assert result.source_tokens[:3] == ["[START]", "[UNK]", "[UNK]"]
+    assert np.isfinite(result.attention).all()
+
+
+def test_load_a_path_that_is_a_file_or_a_foreign_zip(saved_dir, tmp_path):
+    with pytest.raises(TranslatorLoadError, match=r"is a file, not a"):
+        Translator.load(saved_dir / "model.keras")
+    broken = _copy_dir(saved_dir, tmp_path / "foreign")
+    with zipfile.ZipFile(broken / "model.keras", "w") as archive:
+        archive.writestr("readme.txt", "a zip, but not a Keras model")
+    with pytest.raises(
+        TranslatorLoadError, match=r"model file '.*model.keras'"
+    ):
+        Translator.load(broken)
+    (broken / "source_vocab.txt").write_bytes(b"\xff\xfe not a vocabulary")
+    with pytest.raises(TranslatorLoadError, match=r"vocabularies"):
+        Translator.load(broken)
+
+
+# ---- safe mode ---------------------------------------------------------------
+
+
+def test_our_keras_files_hold_no_code_and_load_in_safe_mode(saved_dir):
+    with zipfile.ZipFile(saved_dir / "model.keras") as archive:
+        config = archive.read("config.json").decode("utf-8")
+    assert '"Lambda"' not in config and "__lambda__" not in config
+    assert "function" not in json.loads(config)["config"]
+    keras.saving.load_model(saved_dir / "model.keras", safe_mode=True)
+
+
+def test_translator_load_keeps_safe_mode_on(saved_dir, monkeypatch):
+    load_model = keras.saving.load_model
+    calls = []
+
+    def recording_load_model(*args, **kwargs):
+        calls.append(kwargs)
+        return load_model(*args, **kwargs)
+
+    monkeypatch.setattr(keras.saving, "load_model", recording_load_model)
+    Translator.load(saved_dir)
+    assert calls and calls[0].get("safe_mode", True) is True
+
+
+def test_a_keras_file_with_code_is_refused_and_never_run(saved_dir, tmp_path):
+    ran = tmp_path / "the-lambda-ran"
+    # A Lambda layer with a Python lambda: saved as bytecode in the file.
+    code = eval(f"lambda x: (open({str(ran)!r}, 'w').close(), x)[1]")  # noqa: S307
+    inputs = keras.Input((3,))
+    model = keras.Model(inputs, keras.layers.Lambda(code)(inputs))
+    crafted = _copy_dir(saved_dir, tmp_path / "crafted")
+    (crafted / "model.keras").unlink()
+    model.save(crafted / "model.keras")
+    ran.unlink()  # calling the layer to build the model ran it once
+    with pytest.raises(ValueError, match="safe_mode"):
+        keras.saving.load_model(crafted / "model.keras", safe_mode=True)
+    with pytest.raises(TranslatorLoadError, match=r"Python code.*safe mode"):
+        Translator.load(crafted)
+    assert not ran.exists()
