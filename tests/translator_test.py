@@ -5,12 +5,15 @@ import pathlib
 import subprocess
 import sys
 import textwrap
+import unicodedata
 import zipfile
 
+import hypothesis
 import keras
 import numpy as np
 import pytest
 import sacrebleu
+from hypothesis import strategies as st
 
 from keras_attention import text
 from keras_attention.seq2seq import build_seq2seq
@@ -543,3 +546,94 @@ def test_a_keras_file_with_code_is_refused_and_never_run(saved_dir, tmp_path):
     with pytest.raises(TranslatorLoadError, match=r"Python code.*safe mode"):
         Translator.load(crafted)
     assert not ran.exists()
+
+
+# ---- property: any Unicode text translates ----------------------------------
+
+# Fragments that stress the text pipeline: words of the training data,
+# combining marks, right-to-left scripts and marks, emoji (with skin tones and
+# zero-width joiners), CJK, control characters, bidi overrides, odd spaces.
+_FRAGMENTS = [
+    "Tom",
+    "¿Dónde",
+    "está",
+    "casa",
+    "?",
+    "¡",
+    "e\u0301",
+    "\u0301\u0302\u0303",
+    "שלום",
+    "مرحبا بالعالم",
+    "\u200f",
+    "\u202e",
+    "🙂",
+    "👩🏽\u200d💻",
+    "🇪🇸",
+    "日本語",
+    "\x00",
+    "\x07",
+    "\t",
+    "\n",
+    "\u00a0",
+    "\u3000",
+    "\ufeff",
+    " ",
+]
+
+
+def _nfc(token):
+    return unicodedata.normalize("NFC", token)
+
+
+@st.composite
+def unicode_sentences(draw):
+    """Arbitrary code points, or fragments joined, sometimes very long."""
+    if draw(st.booleans()):
+        text = draw(st.text(max_size=80))
+    else:
+        text = "".join(draw(st.lists(st.sampled_from(_FRAGMENTS), max_size=12)))
+    if draw(st.integers(0, 4)) == 0:
+        text = text * draw(st.integers(50, 2000))
+    return text
+
+
+@pytest.mark.filterwarnings("ignore:.*were truncated")
+@hypothesis.settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[hypothesis.HealthCheck.function_scoped_fixture],
+)
+@hypothesis.given(st.lists(unicode_sentences(), min_size=1, max_size=3))
+def test_any_unicode_text_translates(translator, texts):
+    processor = translator.processor
+    standardized = [s.decode("utf-8") for s in text.standardize(texts).numpy()]
+    for line in standardized:
+        assert line == line.strip() and "  " not in line
+    ids = processor.tokenize_source(texts).numpy()
+    assert ids.shape[0] == len(texts) and ids.shape[1] <= processor.max_length
+    assert 0 <= ids.min() and ids.max() < processor.source_vocab_size
+
+    out = translator.translate(texts)
+    assert len(out) == len(texts) and all(isinstance(s, str) for s in out)
+    for sentence, translation, words in zip(
+        texts, out, standardized, strict=True
+    ):
+        result = translator.translate_with_attention(sentence)
+        assert result.text == translation
+        if not words:  # nothing to translate
+            assert translation == "" and result.attention.shape == (0, 0)
+            continue
+        # Ids within the vocabularies (tokens are shown NFC-composed).
+        for tokens, vocabulary in (
+            (result.source_tokens, processor.source_vocabulary),
+            (result.target_tokens, processor.target_vocabulary),
+        ):
+            assert set(tokens) <= {_nfc(t) for t in vocabulary}
+        assert len(result.source_tokens) <= processor.max_length
+        attention = result.attention
+        assert attention.shape == (
+            len(result.target_tokens),
+            len(result.source_tokens),
+        )
+        assert np.isfinite(attention).all() and (attention >= 0).all()
+        np.testing.assert_allclose(attention.sum(-1), 1.0, atol=1e-5)
