@@ -300,8 +300,7 @@ class AttentionDecoder(keras.layers.Layer):
 
     def _embedding_gates(self, embedded, training):
         embedded = self.dropout_layer(embedded, training=training)
-        kernel = self.cell.kernel[: self.embedding_dim]
-        gates = ops.matmul(embedded, kernel)
+        gates = recurrence.partial_projection(self.cell, embedded, 0)
         if self.cell.use_bias:
             gates = gates + recurrence.input_bias(self.cell)
         return gates

@@ -7,6 +7,10 @@ large matmul and leave only the recurrent half in the loop. These functions
 do the same arithmetic as the Keras cells (LSTM gates i, f, c, o; GRU with
 `reset_after=True`, gates z, r, h), reading the cells' variables, so the
 weights stay standard Keras weights and the cells still serialise as usual.
+
+The weights are cast to the cell's compute dtype: inside a layer's `call`
+Keras does that itself under a mixed precision policy, but `step` also runs
+outside any `call` (one-token decoding), where the variables read as float32.
 """
 
 from keras import ops
@@ -23,7 +27,7 @@ def partial_projection(cell, inputs, start):
     """`inputs @ kernel[start:start + dim]`: the gates' share of a slice of
     the input features (no bias), for inputs known only inside the loop."""
     kernel = cell.kernel[start : start + inputs.shape[-1]]
-    return ops.matmul(inputs, kernel)
+    return ops.matmul(inputs, _cast(kernel, cell))
 
 
 def step(cell, cell_kind, gates_x, states):
@@ -42,16 +46,16 @@ def step(cell, cell_kind, gates_x, states):
     units = cell.units
     h_prev = states[0]
     if cell_kind == "lstm":
-        z = gates_x + ops.matmul(h_prev, cell.recurrent_kernel)
+        z = gates_x + ops.matmul(h_prev, _cast(cell.recurrent_kernel, cell))
         i = cell.recurrent_activation(z[:, :units])
         f = cell.recurrent_activation(z[:, units : 2 * units])
         c = f * states[1] + i * cell.activation(z[:, 2 * units : 3 * units])
         o = cell.recurrent_activation(z[:, 3 * units :])
         h = o * cell.activation(c)
         return h, (h, c)
-    recurrent = ops.matmul(h_prev, cell.recurrent_kernel)
+    recurrent = ops.matmul(h_prev, _cast(cell.recurrent_kernel, cell))
     if cell.use_bias:
-        recurrent = recurrent + _recurrent_bias(cell)
+        recurrent = recurrent + _cast(cell.bias[1], cell)
     z = cell.recurrent_activation(gates_x[:, :units] + recurrent[:, :units])
     r = cell.recurrent_activation(
         gates_x[:, units : 2 * units] + recurrent[:, units : 2 * units]
@@ -66,8 +70,9 @@ def step(cell, cell_kind, gates_x, states):
 def input_bias(cell):
     """The bias added to the input's share of the gates."""
     # GRUCell(reset_after=True) keeps (input_bias, recurrent_bias) stacked.
-    return cell.bias[0] if len(cell.bias.shape) == 2 else cell.bias
+    bias = cell.bias[0] if len(cell.bias.shape) == 2 else cell.bias
+    return _cast(bias, cell)
 
 
-def _recurrent_bias(cell):
-    return cell.bias[1] if len(cell.bias.shape) == 2 else 0.0
+def _cast(weight, cell):
+    return ops.cast(weight, cell.compute_dtype)

@@ -188,3 +188,26 @@ def test_bad_options_raise(kwargs, match):
 def test_odd_encoder_units_raise():
     with pytest.raises(ValueError, match="units.*even.*Received: units=7"):
         Encoder(30, 8, 7)
+
+
+@pytest.mark.parametrize(
+    "style,cell,input_feeding",
+    [("bahdanau", "lstm", False), ("luong", "gru", True)],
+)
+def test_mixed_precision_steps_match_teacher_forcing(
+    style, cell, input_feeding, rng
+):
+    """One-token steps run outside the decoder's `call`, where Keras does not
+    autocast the cell's float32 variables: they must still compute in the
+    policy's dtype, as the teacher-forced pass does."""
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    model = _model(style, "bahdanau", cell, input_feeding)
+    source, target = _batch(rng)
+    decoder = model.get_layer("decoder")
+    encoder_outputs, mask, final = model.get_layer("encoder")(source)
+    logits, _ = decoder(target, encoder_outputs, mask, final)
+    step_logits, _ = _step_through(model, source, target)
+    # bfloat16 keeps 8 bits of mantissa: compare at that precision.
+    np.testing.assert_allclose(
+        step_logits, ops.convert_to_numpy(logits), atol=0.05
+    )
