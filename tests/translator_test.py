@@ -486,6 +486,23 @@ def test_a_10000_word_sentence_is_truncated_with_a_warning(translator):
     assert result.attention.shape[1] == max_length
 
 
+def test_a_10000_word_sentence_is_truncated_in_make_dataset(translator):
+    processor = translator.processor
+    sentence = " ".join(["casa"] * 10_000)
+    with pytest.warns(UserWarning, match=r"1 of 2 source .*truncated"):
+        ds = text.make_dataset(
+            ([sentence, "Hola."], ["A house.", sentence]),
+            processor,
+            batch_size=2,
+            shuffle=False,
+        )
+    (source, target_in), target_out = next(iter(ds))
+    assert source.shape == (2, processor.max_length)
+    assert source.numpy()[0, -1] == processor.end_id
+    assert target_out.shape == (2, processor.max_length - 1)
+    assert target_out.numpy()[1, -1] == processor.end_id
+
+
 def test_unknown_words_become_unk(translator):
     result = translator.translate_with_attention("Xylofón qwzrt Tom.")
     assert result.source_tokens[:3] == ["[START]", "[UNK]", "[UNK]"]
