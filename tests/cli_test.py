@@ -86,6 +86,9 @@ def runs(trained, workdir):
     bad = workdir / "bad.tsv"
     bad.write_text("Go.\tVe.\nHi.\tHola.\nno tab on this line\n", "utf-8")
     (workdir / "empty").mkdir()
+    (workdir / "empty.tsv").write_text("\n  \n", "utf-8")
+    latin1 = "Hi.\tHola.\nWho?\t¿Quién?\n".encode("latin-1")
+    (workdir / "latin1.tsv").write_bytes(latin1)
     corrupted = workdir / "corrupted"
     shutil.copytree(model, corrupted)
     (corrupted / "model.keras").write_bytes(b"not a zip archive")
@@ -129,6 +132,14 @@ def runs(trained, workdir):
             "rnn",
         ),
         "no_model": ("translate", "--model", "empty", "Hola."),
+        "model_is_a_file": (
+            "translate",
+            "--model",
+            model / "model.keras",
+            "Hola.",
+        ),
+        "empty_file": ("train", "--data", "empty.tsv", "--out", "x"),
+        "latin1_file": ("train", "--data", "latin1.tsv", "--out", "x"),
         "corrupted_model": ("translate", "--model", corrupted, "Hola."),
     }
     started = {
@@ -174,6 +185,9 @@ def test_evaluate_prints_and_writes_json(runs, workdir):
         ("unknown_choice", 2, r"--cell: invalid choice: 'rnn'"),
         ("no_model", 1, r"No translator\.json in 'empty'"),
         ("corrupted_model", 1, r"model file '.*corrupted.model\.keras'.*zip"),
+        ("model_is_a_file", 1, r"model\.keras' is a file, not a translator"),
+        ("empty_file", 1, r"empty\.tsv: no sentence pairs found"),
+        ("latin1_file", 1, r"line 2: invalid UTF-8 .*iconv"),
     ],
 )
 def test_errors_are_one_line_without_traceback(runs, name, status, message):
