@@ -9,7 +9,6 @@ import numbers
 import os
 import pathlib
 import shutil
-import tempfile
 import unicodedata
 import uuid
 import zipfile
@@ -633,9 +632,8 @@ class Translator:
             "model_file": MODEL_FILE,
             **self.get_config(),
         }
-        staging = pathlib.Path(
-            tempfile.mkdtemp(prefix=TEMP_PREFIX, dir=directory)
-        )
+        staging = _temporary_path(directory, "save")
+        staging.mkdir()
         try:
             self.model.save(staging / MODEL_FILE)
             self.processor.save(staging)
@@ -836,12 +834,11 @@ class Translator:
             self._graph_translate("beam"),
             input_signature=spec,
         )
-        staging = tempfile.mkdtemp(
-            prefix=f"{TEMP_PREFIX}{path.name}-", dir=path.parent
-        )
+        staging = _temporary_path(path.parent, path.name)
+        staging.mkdir()
         try:
-            archive.write_out(staging, verbose=False)
-            _replace_directory(pathlib.Path(staging), path)
+            archive.write_out(str(staging), verbose=False)
+            _replace_directory(staging, path)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
 
@@ -899,14 +896,29 @@ def _fsync_directory(directory: pathlib.Path) -> None:
         os.close(fd)
 
 
+def _temporary_path(directory, name: str, suffix: str = "") -> pathlib.Path:
+    """A new name in `directory` for what becomes `name` once complete
+    (created by the caller, so it gets the usual permissions)."""
+    unique = uuid.uuid4().hex[:12]
+    return pathlib.Path(directory) / f"{TEMP_PREFIX}{name}-{unique}{suffix}"
+
+
 def write_atomically(path, write, suffix: str = "") -> None:
-    """Call `write(temporary_path)`, then rename the result to `path`."""
+    """Crash-safe `write(path)`: never a partial file at `path`.
+
+    Calls `write(temporary)` with a new path in the same directory (named
+    `TEMP_PREFIX + path.stem + "-..." + suffix`), flushes the file to disk,
+    then renames it over `path` with `os.replace`, which is atomic: readers
+    see the old file or the new one, whole. On an error the temporary file
+    is deleted and the error raised.
+
+    Args:
+        path: the file to write.
+        write: a function that writes the file at the path it is given.
+        suffix: the ending the writer needs (e.g. `".keras"`).
+    """
     path = pathlib.Path(path)
-    fd, temporary = tempfile.mkstemp(
-        prefix=f"{TEMP_PREFIX}{path.stem}-", suffix=suffix, dir=path.parent
-    )
-    os.close(fd)
-    temporary = pathlib.Path(temporary)
+    temporary = _temporary_path(path.parent, path.stem, suffix)
     try:
         write(temporary)
         _fsync(temporary)

@@ -420,6 +420,9 @@ def test_write_text_atomically_keeps_the_old_file_on_a_crash(
     path = tmp_path / "training.json"
     write_text_atomically(path, '{"epochs": 1}\n')
     assert path.read_text() == '{"epochs": 1}\n'
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask  # as open() makes
     write_text = pathlib.Path.write_text
 
     def write_half_then_crash(self, data, *args, **kwargs):
