@@ -139,9 +139,42 @@ def _mixed_precision_policy() -> str:
 
 
 def _is_chief(strategy) -> bool:
-    """Whether this process writes the run's files: always without a
-    strategy; on a cluster, only the chief (worker 0 without a chief)."""
-    return strategy is None or bool(strategy.extended.should_checkpoint)
+    """Whether this process writes the run's files: on a TensorFlow cluster
+    only the chief (worker 0 without a chief); on JAX, process 0 (several
+    processes share a `keras.distribution` across hosts); else always."""
+    if strategy is not None:
+        return bool(strategy.extended.should_checkpoint)
+    if keras.config.backend() == "jax":
+        import jax
+
+        return jax.process_index() == 0
+    return True
+
+
+def _workers(strategy) -> int:
+    """The number of worker machines of a `MultiWorkerMirroredStrategy`."""
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return 1
+    spec = strategy.cluster_resolver.cluster_spec().as_dict()
+    return max(1, sum(len(spec.get(job, ())) for job in ("chief", "worker")))
+
+
+def _fit(model, strategy, **kwargs):
+    """`model.fit(**kwargs)`, with a clear error for a known Keras bug."""
+    try:
+        model.fit(**kwargs)
+    except ValueError as error:
+        if _workers(strategy) > 1 and "PerReplica" in str(error):
+            raise ValueError(
+                "Keras' model.fit failed under MultiWorkerMirroredStrategy "
+                f"with {_workers(strategy)} workers: Keras 3 (3.15 at least) "
+                "cannot fit across several workers with the TensorFlow "
+                "backend (keras-team/keras#20585). Use MirroredStrategy on "
+                "one machine, or the JAX backend with keras.distribution "
+                "across machines. The error: "
+                f"{str(error).splitlines()[0]}"
+            ) from error
+        raise
 
 
 class _EpochData:
@@ -680,8 +713,10 @@ def train_translator(
         if epoch < epochs:
             fits.append((data.stream(epoch, epochs), epoch, epochs, steps))
         for stream, first, end, steps_per_epoch in fits:
-            model.fit(
-                stream,
+            _fit(
+                model,
+                strategy,
+                x=stream,
                 validation_data=validation_ds,
                 initial_epoch=first,
                 epochs=end,
