@@ -213,3 +213,17 @@ def test_translate_help_lists_the_decoding_options(capsys):
         cli.main(["translate", "--help"])
     out = capsys.readouterr().out
     assert "--beam-width" in out and "--plot" in out and "--top-k" in out
+
+
+def test_train_help_lists_the_distribution_and_fault_options(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["train", "--help"])
+    out = capsys.readouterr().out
+    for option in (
+        "--strategy {default,mirrored}",
+        "--cpu-devices",
+        "--backup-every",
+        "--mixed-precision",
+        "--resume",
+    ):
+        assert option in out
