@@ -353,10 +353,13 @@ class Translator:
     def inference(self) -> Seq2SeqInference:
         """The `Seq2SeqInference` that decodes (created on first use).
 
-        A model built under a mixed-precision policy decodes in float32,
-        through a copy with the same (float32) weights made here: beam
-        scores sum log-probabilities, which 16-bit floats would round to
-        2-3 digits. (Weights changed after this copy is made are not seen.)
+        A model built under a mixed-precision policy (`train_translator(...,
+        mixed_precision=True)`) decodes through a float32 copy with the
+        same (float32) weights, made here: its one-token steps then run as
+        they do for any float32 model, and greedy and beam choices do not
+        hinge on logits rounded to 16 bits. Weights changed after the copy
+        is made are not seen: create a new `Translator` after training
+        further.
         """
         if self._inference is None:
             self._inference = Seq2SeqInference(
