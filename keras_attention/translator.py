@@ -353,17 +353,13 @@ class Translator:
     def inference(self) -> Seq2SeqInference:
         """The `Seq2SeqInference` that decodes (created on first use).
 
-        A model built under a mixed-precision policy (`train_translator(...,
-        mixed_precision=True)`) decodes through a float32 copy with the
-        same (float32) weights, made here: its one-token steps then run as
-        they do for any float32 model, and greedy and beam choices do not
-        hinge on logits rounded to 16 bits. Weights changed after the copy
-        is made are not seen: create a new `Translator` after training
-        further.
+        It reads the model's current weights at every call. A model built
+        under a mixed-precision policy decodes in that policy (16-bit
+        computations, float32 logits and scores).
         """
         if self._inference is None:
             self._inference = Seq2SeqInference(
-                _float32_model(self.model),
+                self.model,
                 start_token=self.processor.start_id,
                 end_token=self.processor.end_id,
                 max_length=self.max_length,
@@ -974,31 +970,6 @@ def _replace_directory(new: pathlib.Path, path: pathlib.Path) -> None:
     else:
         os.replace(new, path)
     _fsync_directory(path.parent)
-
-
-def _float32_model(model: keras.Model) -> keras.Model:
-    """`model`, or a float32 copy of it (same weights) if it computes in
-    16 bits (a `mixed_float16` / `mixed_bfloat16` policy)."""
-    policies = [model.dtype_policy, *(x.dtype_policy for x in model.layers)]
-    if all(p.compute_dtype == p.variable_dtype for p in policies):
-        return model
-
-    def float32(config):
-        if isinstance(config, dict):
-            if config.get("class_name") == "DTypePolicy" and str(
-                config.get("config", {}).get("name", "")
-            ).startswith("mixed_"):
-                return {**config, "config": {"name": "float32"}}
-            return {key: float32(value) for key, value in config.items()}
-        if isinstance(config, list):
-            return [float32(value) for value in config]
-        return config
-
-    copy = keras.saving.deserialize_keras_object(
-        float32(keras.saving.serialize_keras_object(model))
-    )
-    copy.set_weights(model.get_weights())
-    return copy
 
 
 def _pad_sources(rows: list[np.ndarray], batch: int, length: int) -> np.ndarray:

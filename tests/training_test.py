@@ -266,7 +266,9 @@ def test_mixed_precision_trains_like_float32_and_translates(tmp_path):
     assert loaded.translate(sentences) == mixed.translate(sentences)
     result = loaded.translate_with_attention(sentences[0])
     assert np.isfinite(result.attention).all()
-    np.testing.assert_allclose(result.attention.sum(-1), 1.0, atol=1e-5)
+    # The weights come in the policy's compute dtype: bfloat16 has 8 bits of
+    # mantissa, so a row sums to 1 within a few 2**-8.
+    np.testing.assert_allclose(result.attention.sum(-1), 1.0, atol=1e-2)
 
 
 def test_the_dtype_policy_is_restored_after_an_error(pairs, tmp_path):

@@ -144,7 +144,9 @@ class AttentionDecoder(keras.layers.Layer):
         self.output_dense = keras.layers.Dense(
             vocab_size, dtype=self.dtype_policy, name="logits"
         )
-        self.dropout_layer = keras.layers.Dropout(dropout, name="dropout")
+        self.dropout_layer = keras.layers.Dropout(
+            dropout, dtype=self.dtype_policy, name="dropout"
+        )
 
     def build(
         self,

@@ -80,11 +80,18 @@ class Encoder(keras.layers.Layer):
         )
         rnn_class = keras.layers.LSTM if cell == "lstm" else keras.layers.GRU
         self.rnn = keras.layers.Bidirectional(
-            rnn_class(units // 2, return_sequences=True, return_state=True),
+            rnn_class(
+                units // 2,
+                return_sequences=True,
+                return_state=True,
+                dtype=self.dtype_policy,
+            ),
             dtype=self.dtype_policy,
             name="bidirectional",
         )
-        self.dropout_layer = keras.layers.Dropout(dropout, name="dropout")
+        self.dropout_layer = keras.layers.Dropout(
+            dropout, dtype=self.dtype_policy, name="dropout"
+        )
 
     def build(self, source_tokens_shape):
         self.embedding.build(source_tokens_shape)

@@ -211,3 +211,41 @@ def test_mixed_precision_steps_match_teacher_forcing(
     np.testing.assert_allclose(
         step_logits, ops.convert_to_numpy(logits), atol=0.05
     )
+
+
+def test_mixed_precision_model_loads_with_its_policy_everywhere(tmp_path, rng):
+    """Loaded under another global policy, every sublayer keeps the saved
+    model's policy (sublayers made in `__init__` must not take the global
+    one), so the loaded model computes exactly as the saved one."""
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    model = _model("luong", "general", "gru", True)
+    source, target = _batch(rng)
+    expected = ops.convert_to_numpy(model((source, target)))
+    model.save(tmp_path / "mixed.keras")
+    keras.config.set_dtype_policy("float32")
+    loaded = keras.saving.load_model(tmp_path / "mixed.keras")
+
+    encoder = loaded.get_layer("encoder")
+    decoder = loaded.get_layer("decoder")
+    sublayers = [
+        encoder.embedding,
+        encoder.rnn.forward_layer,
+        encoder.rnn.backward_layer,
+        encoder.dropout_layer,
+        decoder.embedding,
+        decoder.cell,
+        *decoder.bridges,
+        decoder.attention,
+        decoder.attention.key_dense,
+        decoder.attentional_dense,
+        decoder.output_dense,
+        decoder.dropout_layer,
+    ]
+    for sub in sublayers:
+        assert sub.dtype_policy.name == "mixed_bfloat16", sub.name
+    np.testing.assert_array_equal(
+        ops.convert_to_numpy(loaded((source, target))), expected
+    )
+    a, _ = _step_through(model, source, target)
+    b, _ = _step_through(loaded, source, target)
+    np.testing.assert_array_equal(a, b)
