@@ -44,17 +44,22 @@ test: $(TEST_STAMP) lint
 	$(MAKE) --no-print-directory wheel-check
 
 # Build the wheel from the tree, install it (and nothing of the tree) into a
-# fresh venv, and use it on Keras' NumPy backend (no TensorFlow needed).
+# fresh venv with JAX and no TensorFlow, and use it on the JAX backend: the
+# layers compute, the demo corpus is inside, the command is installed.
 wheel-check: $(TEST_STAMP)
 	rm -rf build dist /tmp/keras-attention-wheel-venv
 	$(PY) -m build --wheel --no-isolation --outdir dist . > /dev/null
 	$(PYTHON) -m venv /tmp/keras-attention-wheel-venv
-	/tmp/keras-attention-wheel-venv/bin/pip install -q --disable-pip-version-check dist/*.whl
-	cd /tmp && KERAS_BACKEND=numpy /tmp/keras-attention-wheel-venv/bin/python -c \
+	/tmp/keras-attention-wheel-venv/bin/pip install -q --disable-pip-version-check dist/*.whl jax
+	cd /tmp && KERAS_BACKEND=jax /tmp/keras-attention-wheel-venv/bin/python -c \
 	  "import keras_attention as ka, numpy as np; \
 	   c = ka.BahdanauAttention(4)(np.ones((1, 2, 3)), np.ones((1, 5, 3))); \
 	   assert c.shape == (1, 2, 3), c.shape; \
+	   import importlib.util as u; assert not u.find_spec('tensorflow'); \
+	   from keras_attention.datasets import spa_eng_small_path as p, notice_path as n; \
+	   assert p().is_file() and n().is_file(), p(); \
 	   print('wheel OK: keras-attention', ka.__version__, 'from', ka.__file__)"
+	test -x /tmp/keras-attention-wheel-venv/bin/keras-attention
 
 bench: $(TEST_STAMP)
 	$(PY) -m benchmarks.layers
