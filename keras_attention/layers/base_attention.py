@@ -169,10 +169,22 @@ class BaseAttention(keras.layers.Layer):
         if use_causal_mask:
             causal = causal_mask(ops.shape(scores)[1], ops.shape(scores)[2])
             mask = causal if mask is None else ops.logical_and(mask, causal)
-        weights = masked_softmax(scores, mask)
+        # The masked keys of a row with at least one unmasked key get
+        # exp(-1e9 - max) = 0 exactly from the softmax. The rows with no key
+        # to attend to (and the masked queries) are zeroed on the context,
+        # (B, Tq, d_v), rather than on the weights, (B, Tq, Tk): one pass
+        # over the largest tensor fewer, which matters when Tk > d_v. The
+        # returned weights are zeroed too; when they are not used, graph
+        # pruning and XLA drop that step.
+        scores = ops.cast(scores, "float32")
+        keep = None
+        if mask is not None:
+            scores = ops.where(mask, scores, _MASKED_SCORE)
+            keep = ops.any(mask, axis=-1, keepdims=True)
         if query_mask is not None:
-            keep = ops.expand_dims(ops.cast(query_mask, "bool"), -1)
-            weights = ops.where(keep, weights, 0.0)
+            queries = ops.expand_dims(ops.cast(query_mask, "bool"), -1)
+            keep = queries if keep is None else ops.logical_and(keep, queries)
+        weights = ops.softmax(scores, axis=-1)
         # Dropped weights form the context; the returned weights stay the
         # distribution, so they still sum to 1 over the unmasked keys.
         mixing = weights
@@ -181,6 +193,9 @@ class BaseAttention(keras.layers.Layer):
                 weights, self.dropout, seed=self.seed_generator
             )
         context = ops.matmul(ops.cast(mixing, value.dtype), value)
+        if keep is not None:
+            context = ops.where(keep, context, ops.zeros_like(context))
+            weights = ops.where(keep, weights, 0.0)
         weights = ops.cast(weights, self.compute_dtype)
         if single_step:
             return ops.squeeze(context, 1), ops.squeeze(weights, 1)
