@@ -12,7 +12,9 @@ vocabulary 5000, embedding 256, units 256, LSTM:
   turns, round after round, and the median of the rounds is reported;
 - greedy decoding of 64 sources for 50 steps: one compiled loop
   (`Seq2SeqInference.greedy`) vs a Python loop of eager decoder steps;
-- beam search, width 5, 50 steps, vs the compiled greedy time.
+- beam search, width 5, 50 steps, vs the compiled greedy time;
+- both compiled as a `tf.function` (the default) and with XLA
+  (`Seq2SeqInference(..., jit_compile=True)`).
 
 The baseline is the model of the TensorFlow "Neural machine translation with
 attention" tutorial, built from Keras built-ins: an Embedding and a
@@ -178,35 +180,63 @@ def main(argv=None):
 
     print("\n## Decoding 64 sources, 50 steps\n")
     print(
-        "| model | Python-loop greedy ms | compiled greedy ms | speed-up "
-        "| beam-5 ms | beam-5 / greedy |"
+        "| model | compiled as | Python-loop greedy ms | compiled greedy ms "
+        "| speed-up | greedy GFLOP/s | beam-5 ms | beam-5 / greedy |"
     )
-    print("|---|---:|---:|---:|---:|---:|")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
     source = ops.convert_to_tensor(
         rng.integers(1, VOCAB, size=(BATCH, LENGTH)), "int32"
     )
     repeats = 1 if args.quick else 3
     for name, model in list(models.items())[1:]:
-        inference = Seq2SeqInference(
-            model, start_token=START, end_token=None, max_length=50
-        )
         python = _time(lambda m=model: _python_greedy(m, source, 50), repeats)
-        greedy = _time(
-            lambda i=inference: ops.convert_to_numpy(i.greedy(source).tokens),
-            repeats,
-        )
-        beam = _time(
-            lambda i=inference: ops.convert_to_numpy(
-                i.beam_search(source, beam_width=5).tokens
-            ),
-            repeats,
-        )
-        print(
-            f"| {name} | {python * 1e3:.0f} | {greedy * 1e3:.0f} | "
-            f"{python / greedy:.1f}x | {beam * 1e3:.0f} | "
-            f"{beam / greedy:.2f} |",
-            flush=True,
-        )
+        for jit_compile in (False, True):
+            inference = Seq2SeqInference(
+                model,
+                start_token=START,
+                end_token=None,
+                max_length=50,
+                jit_compile=jit_compile,
+            )
+            greedy = _time(
+                lambda i=inference: ops.convert_to_numpy(
+                    i.greedy(source).tokens
+                ),
+                repeats,
+            )
+            beam = _time(
+                lambda i=inference: ops.convert_to_numpy(
+                    i.beam_search(source, beam_width=5).tokens
+                ),
+                repeats,
+            )
+            compiled = "XLA" if jit_compile else "tf.function"
+            gflops = 50 * _step_flops(model, BATCH, LENGTH) / greedy / 1e9
+            print(
+                f"| {name} | {compiled} | {python * 1e3:.0f} | "
+                f"{greedy * 1e3:.0f} | {python / greedy:.1f}x | "
+                f"{gflops:.0f} | {beam * 1e3:.0f} | {beam / greedy:.2f} |",
+                flush=True,
+            )
+    print(
+        "\nGFLOP/s: the matmul FLOPs of 50 decoder steps (LSTM cell, "
+        "attention projections, output layer over the vocabulary, scores and "
+        "context) over the compiled greedy time; the output layer is most of "
+        "them, so the loop is compute-bound and beam-5 (5x the rows) costs "
+        "up to 5x greedy."
+    )
+
+
+def _step_flops(model, batch, source_length):
+    """Matmul FLOPs of one decoder step (of `batch` rows)."""
+    flops = 0
+    for weight in model.get_layer("decoder").weights:
+        path = weight.path
+        if len(weight.shape) == 2 and "embedding" not in path:
+            if "bridge" not in path:  # the bridge runs once per source
+                flops += 2 * batch * weight.shape[0] * weight.shape[1]
+    # Scores against and mixing of the encoder states (depth = units).
+    return flops + 2 * 2 * batch * source_length * UNITS
 
 
 if __name__ == "__main__":
