@@ -19,6 +19,9 @@ corpus BLEU against all their English references
 Models:
 - `ours`: `build_seq2seq(attention="bahdanau", style="bahdanau")`, LSTM;
 - `luong`: `build_seq2seq(attention="general", style="luong")`, LSTM;
+- `luong-additive-gru`: `build_seq2seq(attention="bahdanau",
+  style="luong", cell="gru")`, the architecture of `keras-attention demo`
+  (no dropout here);
 - `baseline`: `benchmarks.seq2seq.build_baseline`, the TensorFlow NMT
   tutorial's model from Keras built-ins (bidirectional GRU, GRU decoder,
   one-head MultiHeadAttention); it has no one-step function, so it decodes
@@ -71,9 +74,10 @@ def _build(name, processor):
     sizes = (processor.source_vocab_size, processor.target_vocab_size)
     if name == "baseline":
         return build_baseline(*sizes, embedding_dim=EMBEDDING, units=UNITS)
-    attention, style = {
-        "ours": ("bahdanau", "bahdanau"),
-        "luong": ("general", "luong"),
+    attention, style, cell = {
+        "ours": ("bahdanau", "bahdanau", "lstm"),
+        "luong": ("general", "luong", "lstm"),
+        "luong-additive-gru": ("bahdanau", "luong", "gru"),
     }[name]
     return build_seq2seq(
         *sizes,
@@ -81,6 +85,7 @@ def _build(name, processor):
         units=UNITS,
         attention=attention,
         style=style,
+        cell=cell,
     )
 
 
