@@ -231,10 +231,11 @@ def _step_flops(model, batch, source_length):
     """Matmul FLOPs of one decoder step (of `batch` rows)."""
     flops = 0
     for weight in model.get_layer("decoder").weights:
-        path = weight.path
-        if len(weight.shape) == 2 and "embedding" not in path:
-            if "bridge" not in path:  # the bridge runs once per source
-                flops += 2 * batch * weight.shape[0] * weight.shape[1]
+        # Embeddings are lookups; the bridge and the key projection run once
+        # per source.
+        once = ("embedding", "bridge", "key_dense")
+        if len(weight.shape) == 2 and not any(n in weight.path for n in once):
+            flops += 2 * batch * weight.shape[0] * weight.shape[1]
     # Scores against and mixing of the encoder states (depth = units).
     return flops + 2 * 2 * batch * source_length * UNITS
 

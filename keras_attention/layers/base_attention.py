@@ -23,15 +23,25 @@ def masked_softmax(scores, mask=None):
     Returns:
         float32 tensor of the shape of `scores`.
     """
-    scores = ops.cast(scores, "float32")
+    weights = _softmax_over_unmasked(scores, mask)
     if mask is None:
-        return ops.softmax(scores, axis=-1)
-    mask = ops.cast(mask, "bool")
-    weights = ops.softmax(ops.where(mask, scores, _MASKED_SCORE), axis=-1)
+        return weights
     # Only a fully masked row has weight on masked positions (uniform over
     # them); zeroing those keeps every other weight exactly as the softmax
     # gave it.
-    return ops.where(mask, weights, 0.0)
+    return ops.where(ops.cast(mask, "bool"), weights, 0.0)
+
+
+def _softmax_over_unmasked(scores, mask):
+    """Float32 softmax with the masked scores set to -1e9.
+
+    Masked positions of a row with an unmasked one get exp(-1e9 - max) = 0;
+    a fully masked row is uniform: the caller zeroes it.
+    """
+    scores = ops.cast(scores, "float32")
+    if mask is not None:
+        scores = ops.where(ops.cast(mask, "bool"), scores, _MASKED_SCORE)
+    return ops.softmax(scores, axis=-1)
 
 
 def causal_mask(query_length, key_length):
@@ -169,22 +179,19 @@ class BaseAttention(keras.layers.Layer):
         if use_causal_mask:
             causal = causal_mask(ops.shape(scores)[1], ops.shape(scores)[2])
             mask = causal if mask is None else ops.logical_and(mask, causal)
-        # The masked keys of a row with at least one unmasked key get
-        # exp(-1e9 - max) = 0 exactly from the softmax. The rows with no key
-        # to attend to (and the masked queries) are zeroed on the context,
-        # (B, Tq, d_v), rather than on the weights, (B, Tq, Tk): one pass
-        # over the largest tensor fewer, which matters when Tk > d_v. The
-        # returned weights are zeroed too; when they are not used, graph
-        # pruning and XLA drop that step.
-        scores = ops.cast(scores, "float32")
+        # The rows with no key to attend to (and the masked queries) are
+        # zeroed on the context, (B, Tq, d_v), rather than on the weights,
+        # (B, Tq, Tk) as `masked_softmax` does: one pass over the largest
+        # tensor fewer, which matters when Tk > d_v. The returned weights
+        # are zeroed too; when they are not used, graph pruning and XLA drop
+        # that step.
+        weights = _softmax_over_unmasked(scores, mask)
         keep = None
         if mask is not None:
-            scores = ops.where(mask, scores, _MASKED_SCORE)
             keep = ops.any(mask, axis=-1, keepdims=True)
         if query_mask is not None:
             queries = ops.expand_dims(ops.cast(query_mask, "bool"), -1)
             keep = queries if keep is None else ops.logical_and(keep, queries)
-        weights = ops.softmax(scores, axis=-1)
         # Dropped weights form the context; the returned weights stay the
         # distribution, so they still sum to 1 over the unmasked keys.
         mixing = weights
