@@ -29,10 +29,10 @@ $(TEST_STAMP): setup.cfg pyproject.toml | $(PY)
 	touch $(DEPS_STAMP) $@
 
 demo: $(DEPS_STAMP)
-	$(PY) -m keras_attention demo
+	$(PY) -m keras_nmt demo
 
 lint: $(TEST_STAMP)
-	$(PY) -m ruff check keras_attention tests benchmarks
+	$(PY) -m ruff check keras_nmt tests benchmarks
 
 # The whole suite on TensorFlow, then the backend-agnostic parts (layers,
 # seq2seq, decoding) on JAX and PyTorch against the same references, then
@@ -47,19 +47,19 @@ test: $(TEST_STAMP) lint
 # fresh venv with JAX and no TensorFlow, and use it on the JAX backend: the
 # layers compute, the demo corpus is inside, the command is installed.
 wheel-check: $(TEST_STAMP)
-	rm -rf build dist /tmp/keras-attention-wheel-venv
+	rm -rf build dist /tmp/keras-nmt-wheel-venv
 	$(PY) -m build --wheel --no-isolation --outdir dist . > /dev/null
-	$(PYTHON) -m venv /tmp/keras-attention-wheel-venv
-	/tmp/keras-attention-wheel-venv/bin/pip install -q --disable-pip-version-check dist/*.whl jax
-	cd /tmp && KERAS_BACKEND=jax /tmp/keras-attention-wheel-venv/bin/python -c \
-	  "import keras_attention as ka, numpy as np; \
+	$(PYTHON) -m venv /tmp/keras-nmt-wheel-venv
+	/tmp/keras-nmt-wheel-venv/bin/pip install -q --disable-pip-version-check dist/*.whl jax
+	cd /tmp && KERAS_BACKEND=jax /tmp/keras-nmt-wheel-venv/bin/python -c \
+	  "import keras_nmt as ka, numpy as np; \
 	   c = ka.BahdanauAttention(4)(np.ones((1, 2, 3)), np.ones((1, 5, 3))); \
 	   assert c.shape == (1, 2, 3), c.shape; \
 	   import importlib.util as u; assert not u.find_spec('tensorflow'); \
-	   from keras_attention.datasets import spa_eng_small_path as p, notice_path as n; \
+	   from keras_nmt.datasets import spa_eng_small_path as p, notice_path as n; \
 	   assert p().is_file() and n().is_file(), p(); \
-	   print('wheel OK: keras-attention', ka.__version__, 'from', ka.__file__)"
-	test -x /tmp/keras-attention-wheel-venv/bin/keras-attention
+	   print('wheel OK: keras-nmt', ka.__version__, 'from', ka.__file__)"
+	test -x /tmp/keras-nmt-wheel-venv/bin/keras-nmt
 
 bench: $(TEST_STAMP)
 	$(PY) -m benchmarks.layers

@@ -34,7 +34,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-import keras_attention  # noqa: E402
+import keras_nmt  # noqa: E402
 
 SHAPES = [(64, 30, 256), (32, 128, 256), (8, 512, 64)]
 
@@ -99,11 +99,11 @@ def _pairs(depth):
     """(name, kind, ours (layer, call), built-in (layer, call), baseline)."""
     scale = 1.0 / np.sqrt(depth)
 
-    bahdanau = keras_attention.BahdanauAttention(units=depth)
+    bahdanau = keras_nmt.BahdanauAttention(units=depth)
     additive = keras.layers.AdditiveAttention()
-    dot = keras_attention.DotProductAttention()
+    dot = keras_nmt.DotProductAttention()
     attention = keras.layers.Attention()
-    scaled = keras_attention.ScaledDotProductAttention()
+    scaled = keras_nmt.ScaledDotProductAttention()
     attention_scaled = keras.layers.Attention()
 
     def ours(layer):
@@ -173,7 +173,7 @@ def main(argv=None):
     repeats = 5 if args.quick else args.repeats
     rng = np.random.default_rng(0)
     print(
-        f"keras-attention {keras_attention.__version__}, keras "
+        f"keras-nmt {keras_nmt.__version__}, keras "
         f"{keras.__version__}, tensorflow {tf.__version__}, "
         f"{os.cpu_count()} CPUs; median of {repeats} runs"
     )

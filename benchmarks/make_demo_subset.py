@@ -3,11 +3,11 @@
 Usage:
 
     python -m benchmarks.make_demo_subset PATH
-    KERAS_ATTENTION_DATA=DIR python -m benchmarks.make_demo_subset
+    KERAS_NMT_DATA=DIR python -m benchmarks.make_demo_subset
 
 PATH is `spa.txt` or a directory holding `spa-eng/spa.txt` (or `spa.txt`);
-without it, the directory named by `$KERAS_ATTENTION_DATA` is used. Writes
-`keras_attention/datasets/spa-eng-small.tsv` and
+without it, the directory named by `$KERAS_NMT_DATA` is used. Writes
+`keras_nmt/datasets/spa-eng-small.tsv` and
 `tests/data/spa-eng-fixture.tsv` (paths can be changed with options).
 
 How pairs are chosen (deterministic, pure Python, no TensorFlow):
@@ -50,11 +50,11 @@ def _words(text):
 
 def _resolve(path):
     if path is None:
-        env = os.environ.get("KERAS_ATTENTION_DATA")
+        env = os.environ.get("KERAS_NMT_DATA")
         if not env:
             sys.exit(
                 "error: pass the path of spa.txt (or of a directory holding "
-                "spa-eng/spa.txt), or set KERAS_ATTENTION_DATA."
+                "spa-eng/spa.txt), or set KERAS_NMT_DATA."
             )
         path = env
     path = pathlib.Path(path)
@@ -117,7 +117,7 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--out",
-        default=str(ROOT / "keras_attention/datasets/spa-eng-small.tsv"),
+        default=str(ROOT / "keras_nmt/datasets/spa-eng-small.tsv"),
     )
     parser.add_argument(
         "--fixture-out", default=str(ROOT / "tests/data/spa-eng-fixture.tsv")

@@ -1,10 +1,10 @@
 """Test BLEU of our model and of the Keras-built-ins baseline, same budget.
 
-    KERAS_ATTENTION_DATA=../shared/data python -m benchmarks.quality \
+    KERAS_NMT_DATA=../shared/data python -m benchmarks.quality \
         [--minutes 20] [--models ours,baseline] [--test-sentences 2000]
 
-The full Tatoeba spa-eng corpus (`keras_attention.text.load_spa_eng`:
-`--data`, `$KERAS_ATTENTION_DATA` or a download), Spanish -> English, split
+The full Tatoeba spa-eng corpus (`keras_nmt.text.load_spa_eng`:
+`--data`, `$KERAS_NMT_DATA` or a download), Spanish -> English, split
 80/10/10 by English sentence with seed 0 (all translations of one sentence
 in one split). One `TextProcessor` built on the training split (vocabularies
 capped at `--max-vocab` words), the same shuffled length-bucketed batches for
@@ -14,13 +14,13 @@ after the other, alone on the machine). The weights of the last completed
 step are kept. Then greedy decoding of the first `--test-sentences`
 distinct Spanish sentences of the test split, scored with sacrebleu's
 corpus BLEU against all their English references
-(`keras_attention.translator.corpus_scores`).
+(`keras_nmt.translator.corpus_scores`).
 
 Models:
 - `ours`: `build_seq2seq(attention="bahdanau", style="bahdanau")`, LSTM;
 - `luong`: `build_seq2seq(attention="general", style="luong")`, LSTM;
 - `luong-additive-gru`: `build_seq2seq(attention="bahdanau",
-  style="luong", cell="gru")`, the architecture of `keras-attention demo`
+  style="luong", cell="gru")`, the architecture of `keras-nmt demo`
   (no dropout here);
 - `baseline`: `benchmarks.seq2seq.build_baseline`, the TensorFlow NMT
   tutorial's model from Keras built-ins (bidirectional GRU, GRU decoder,
@@ -41,14 +41,14 @@ import keras  # noqa: E402
 
 from benchmarks.seq2seq import baseline_greedy  # noqa: E402
 from benchmarks.seq2seq import build_baseline  # noqa: E402
-from keras_attention.seq2seq import build_seq2seq  # noqa: E402
-from keras_attention.seq2seq import compile_seq2seq  # noqa: E402
-from keras_attention.text import TextProcessor  # noqa: E402
-from keras_attention.text import load_spa_eng  # noqa: E402
-from keras_attention.text import make_dataset  # noqa: E402
-from keras_attention.text import split_pairs  # noqa: E402
-from keras_attention.translator import Translator  # noqa: E402
-from keras_attention.translator import corpus_scores  # noqa: E402
+from keras_nmt.seq2seq import build_seq2seq  # noqa: E402
+from keras_nmt.seq2seq import compile_seq2seq  # noqa: E402
+from keras_nmt.text import TextProcessor  # noqa: E402
+from keras_nmt.text import load_spa_eng  # noqa: E402
+from keras_nmt.text import make_dataset  # noqa: E402
+from keras_nmt.text import split_pairs  # noqa: E402
+from keras_nmt.translator import Translator  # noqa: E402
+from keras_nmt.translator import corpus_scores  # noqa: E402
 
 EMBEDDING, UNITS = 128, 256
 

@@ -35,10 +35,10 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 from keras import ops  # noqa: E402
 
-import keras_attention  # noqa: E402
-from keras_attention.seq2seq import Seq2SeqInference  # noqa: E402
-from keras_attention.seq2seq import build_seq2seq  # noqa: E402
-from keras_attention.seq2seq import compile_seq2seq  # noqa: E402
+import keras_nmt  # noqa: E402
+from keras_nmt.seq2seq import Seq2SeqInference  # noqa: E402
+from keras_nmt.seq2seq import build_seq2seq  # noqa: E402
+from keras_nmt.seq2seq import compile_seq2seq  # noqa: E402
 
 BATCH, LENGTH, VOCAB, EMBEDDING, UNITS = 64, 20, 5000, 256, 256
 START = 1
@@ -133,7 +133,7 @@ def main(argv=None):
     rng = np.random.default_rng(0)
     keras.utils.set_random_seed(0)
     print(
-        f"keras-attention {keras_attention.__version__}, keras "
+        f"keras-nmt {keras_nmt.__version__}, keras "
         f"{keras.__version__}, backend {keras.backend.backend()}, "
         f"{os.cpu_count()} CPUs; batch {BATCH}, lengths {LENGTH}, vocabulary "
         f"{VOCAB}, embedding {EMBEDDING}, units {UNITS}"

@@ -1,4 +1,4 @@
-"""The `keras-attention` command, end to end in subprocesses.
+"""The `keras-nmt` command, end to end in subprocesses.
 
 Each subprocess imports TensorFlow (seconds), so the commands that do not
 depend on each other run concurrently.
@@ -14,7 +14,7 @@ import sys
 
 import pytest
 
-from keras_attention import cli
+from keras_nmt import cli
 
 FIXTURE = pathlib.Path(__file__).parent / "data" / "spa-eng-fixture.tsv"
 TIMEOUT = 600
@@ -28,9 +28,9 @@ _TF_NOISE = re.compile(
 
 def _start(*args, cwd):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONHASHSEED": "0"}
-    env.pop("KERAS_ATTENTION_DEBUG", None)
+    env.pop("KERAS_NMT_DEBUG", None)
     return subprocess.Popen(
-        [sys.executable, "-m", "keras_attention", *map(str, args)],
+        [sys.executable, "-m", "keras_nmt", *map(str, args)],
         cwd=cwd,
         env=env,
         stdout=subprocess.PIPE,
@@ -56,7 +56,7 @@ def workdir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def trained(workdir):
-    """`keras-attention train` for one epoch on 200 pairs."""
+    """`keras-nmt train` for one epoch on 200 pairs."""
     code, stdout, stderr, raw = _run(
         "train",
         "--data",
@@ -195,7 +195,7 @@ def test_errors_are_one_line_without_traceback(runs, name, status, message):
     assert code == status
     assert "Traceback" not in raw
     assert len(stderr) == 1, raw
-    assert stderr[0].startswith("keras-attention")
+    assert stderr[0].startswith("keras-nmt")
     assert re.search(message, stderr[0]), stderr[0]
 
 

@@ -1,4 +1,4 @@
-"""`keras-attention train` on two devices and after a kill, end to end.
+"""`keras-nmt train` on two devices and after a kill, end to end.
 
 Four subprocesses on the same data with the same seed: one device (the
 reference), `--strategy mirrored` on two logical CPUs, and a run killed with
@@ -23,10 +23,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_attention import cli
-from keras_attention import text
-from keras_attention.translator import TEMP_PREFIX
-from keras_attention.translator import Translator
+from keras_nmt import cli
+from keras_nmt import text
+from keras_nmt.translator import TEMP_PREFIX
+from keras_nmt.translator import Translator
 from tests.cli_test import _finish
 from tests.cli_test import _start
 

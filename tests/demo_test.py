@@ -1,5 +1,5 @@
-from keras_attention import cli
-from keras_attention import demo
+from keras_nmt import cli
+from keras_nmt import demo
 
 
 def test_demo_with_a_tiny_budget(tmp_path, capsys, monkeypatch):

@@ -1,4 +1,4 @@
-"""`import keras_attention` stays light on every backend.
+"""`import keras_nmt` stays light on every backend.
 
 TensorFlow, tensorflow-text, sacrebleu and matplotlib are needed only by the
 text pipeline, the translator and the plots, which load on first use.
@@ -17,10 +17,10 @@ SCRIPT = """
 import json, sys
 import keras
 before = set(sys.modules)
-import keras_attention
-import keras_attention.decoding
-import keras_attention.layers
-import keras_attention.seq2seq
+import keras_nmt
+import keras_nmt.decoding
+import keras_nmt.layers
+import keras_nmt.seq2seq
 print(json.dumps(sorted(set(sys.modules) - before)))
 """
 
@@ -40,13 +40,13 @@ def test_package_import_adds_no_heavy_module(backend):
     added = json.loads(result.stdout.strip().splitlines()[-1])
     roots = {name.split(".")[0] for name in added}
     assert not roots & set(HEAVY), sorted(roots & set(HEAVY))
-    assert "keras_attention" in roots  # the check saw the package load
+    assert "keras_nmt" in roots  # the check saw the package load
 
 
 def test_lazy_names_load_on_first_use():
-    import keras_attention
+    import keras_nmt
 
-    assert callable(keras_attention.Translator)
-    assert callable(keras_attention.plot_attention)
+    assert callable(keras_nmt.Translator)
+    assert callable(keras_nmt.plot_attention)
     with pytest.raises(AttributeError, match="no attribute 'Nope'"):
-        keras_attention.Nope  # noqa: B018
+        keras_nmt.Nope  # noqa: B018

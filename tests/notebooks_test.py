@@ -2,7 +2,7 @@
 executed, without errors, using only the public API.
 
 Every `notebooks/*.ipynb` is picked up (new notebooks need no change here).
-The notebooks are executed in quick mode (`KERAS_ATTENTION_NOTEBOOK_QUICK=1`:
+The notebooks are executed in quick mode (`KERAS_NMT_NOTEBOOK_QUICK=1`:
 fewer examples and epochs) on the TensorFlow backend, on an in-memory copy:
 the committed files, with the outputs of a full run, are never rewritten.
 """
@@ -22,7 +22,7 @@ NOTEBOOKS = sorted(NOTEBOOKS_DIR.glob("*.ipynb"))
 
 # The kernel inherits the test process's environment when it starts.
 KERNEL_ENV = {
-    "KERAS_ATTENTION_NOTEBOOK_QUICK": "1",
+    "KERAS_NMT_NOTEBOOK_QUICK": "1",
     "KERAS_BACKEND": "tensorflow",
     "TF_CPP_MIN_LOG_LEVEL": "3",
     "MPLBACKEND": "Agg",
@@ -31,16 +31,16 @@ KERNEL_ENV = {
 # What a notebook may import from this package: the package and its public
 # subpackages (each with an `__all__`).
 PUBLIC_PACKAGE_MODULES = {
-    "keras_attention",
-    "keras_attention.layers",
-    "keras_attention.seq2seq",
-    "keras_attention.decoding",
-    "keras_attention.text",
+    "keras_nmt",
+    "keras_nmt.layers",
+    "keras_nmt.seq2seq",
+    "keras_nmt.decoding",
+    "keras_nmt.text",
 }
 PRIVATE_ATTRIBUTE = re.compile(
     r"\bkeras\.src\b"
     r"|\btensorflow\.python\b"
-    r"|\bkeras_attention(?:\.[A-Za-z]\w*)*\._(?!_)"
+    r"|\bkeras_nmt(?:\.[A-Za-z]\w*)*\._(?!_)"
 )
 
 
@@ -80,7 +80,7 @@ def _private_uses(source):
             continue
         for module in modules:
             parts = module.split(".")
-            if module.startswith("keras_attention"):
+            if module.startswith("keras_nmt"):
                 if module not in PUBLIC_PACKAGE_MODULES:
                     found.append(f"import of {module}")
                 found.extend(
@@ -112,7 +112,7 @@ def test_kernel_runs_this_python(kernel_env):
             nbformat.v4.new_code_cell(
                 "import os, sys\n"
                 "print(sys.prefix)\n"
-                "print(os.environ['KERAS_ATTENTION_NOTEBOOK_QUICK'])"
+                "print(os.environ['KERAS_NMT_NOTEBOOK_QUICK'])"
             )
         ]
     )
@@ -173,26 +173,26 @@ def test_notebook_uses_only_the_public_api(path):
     "source, expected",
     [
         ("import keras\nfrom keras import ops", []),
-        ("from keras_attention import BahdanauAttention", []),
-        ("import keras_attention.text\nkeras_attention.__version__", []),
+        ("from keras_nmt import BahdanauAttention", []),
+        ("import keras_nmt.text\nkeras_nmt.__version__", []),
         ("%matplotlib inline\nimport numpy as np", []),
         ("from keras.src import ops", ["keras.src", "import of keras.src"]),
         (
-            "from keras_attention.decoding._loop import run",
+            "from keras_nmt.decoding._loop import run",
             [
-                "keras_attention.decoding._",
-                "import of keras_attention.decoding._loop",
+                "keras_nmt.decoding._",
+                "import of keras_nmt.decoding._loop",
             ],
         ),
         (
-            "from keras_attention.layers import _helper",
-            ["import of keras_attention.layers._helper"],
+            "from keras_nmt.layers import _helper",
+            ["import of keras_nmt.layers._helper"],
         ),
         (
-            "import keras_attention.seq2seq.model",
-            ["import of keras_attention.seq2seq.model"],
+            "import keras_nmt.seq2seq.model",
+            ["import of keras_nmt.seq2seq.model"],
         ),
-        ("x = keras_attention.layers._MASK", ["keras_attention.layers._"]),
+        ("x = keras_nmt.layers._MASK", ["keras_nmt.layers._"]),
     ],
 )
 def test_private_use_check(source, expected):

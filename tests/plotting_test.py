@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from keras_attention.plotting import plot_attention
+from keras_nmt.plotting import plot_attention
 
 SOURCE = ["[START]", "¿", "dónde", "está", "tom", "?", "[END]"]
 TARGET = ["where", "is", "tom", "?", "[END]"]

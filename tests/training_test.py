@@ -8,11 +8,11 @@ import keras
 import numpy as np
 import pytest
 
-from keras_attention import text
-from keras_attention.training import _mixed_precision_policy
-from keras_attention.training import train_translator
-from keras_attention.translator import TEMP_PREFIX
-from keras_attention.translator import Translator
+from keras_nmt import text
+from keras_nmt.training import _mixed_precision_policy
+from keras_nmt.training import train_translator
+from keras_nmt.translator import TEMP_PREFIX
+from keras_nmt.translator import Translator
 
 FIXTURE = pathlib.Path(__file__).parent / "data" / "spa-eng-fixture.tsv"
 TINY = {
@@ -102,7 +102,7 @@ def test_keeps_the_weights_of_the_best_validation_loss(trained, pairs):
         pairs.validation, translator.processor, batch_size=32, shuffle=False
     )
     model = Translator.load(out_dir).model
-    from keras_attention.seq2seq import compile_seq2seq
+    from keras_nmt.seq2seq import compile_seq2seq
 
     compile_seq2seq(model)
     loss = model.evaluate(ds, verbose=0, return_dict=True)["loss"]

@@ -15,16 +15,16 @@ import pytest
 import sacrebleu
 from hypothesis import strategies as st
 
-from keras_attention import text
-from keras_attention.seq2seq import build_seq2seq
-from keras_attention.seq2seq import compile_seq2seq
-from keras_attention.translator import TEMP_PREFIX
-from keras_attention.translator import Translation
-from keras_attention.translator import Translator
-from keras_attention.translator import TranslatorLoadError
-from keras_attention.translator import corpus_scores
-from keras_attention.translator import normalize_for_scoring
-from keras_attention.translator import write_text_atomically
+from keras_nmt import text
+from keras_nmt.seq2seq import build_seq2seq
+from keras_nmt.seq2seq import compile_seq2seq
+from keras_nmt.translator import TEMP_PREFIX
+from keras_nmt.translator import Translation
+from keras_nmt.translator import Translator
+from keras_nmt.translator import TranslatorLoadError
+from keras_nmt.translator import corpus_scores
+from keras_nmt.translator import normalize_for_scoring
+from keras_nmt.translator import write_text_atomically
 
 FIXTURE = pathlib.Path(__file__).parent / "data" / "spa-eng-fixture.tsv"
 
@@ -336,7 +336,7 @@ _LOAD_EXPORTED = textwrap.dedent(
         name: [s.decode() for s in getattr(model, name)(sentences).numpy()]
         for name in ("translate", "translate_beam")
     }
-    assert "keras_attention" not in sys.modules, "keras_attention imported"
+    assert "keras_nmt" not in sys.modules, "keras_nmt imported"
     print(json.dumps(out))
     """
 )
@@ -352,7 +352,7 @@ def test_export_translates_with_tensorflow_alone(
         [sys.executable, "-c", _LOAD_EXPORTED, str(path), json.dumps(inputs)],
         capture_output=True,
         text=True,
-        cwd=tmp_path,  # not the repository: keras_attention is not on the path
+        cwd=tmp_path,  # not the repository: keras_nmt is not on the path
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
         timeout=300,
     )

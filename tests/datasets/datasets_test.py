@@ -3,9 +3,9 @@ import pathlib
 import subprocess
 import sys
 
-from keras_attention import datasets
-from keras_attention.text import load_demo_pairs
-from keras_attention.text import read_pairs
+from keras_nmt import datasets
+from keras_nmt.text import load_demo_pairs
+from keras_nmt.text import read_pairs
 
 FIXTURE_DIR = pathlib.Path(__file__).parent.parent / "data"
 
@@ -58,7 +58,7 @@ def test_notice_names_source_licence_and_attribution():
         "CC BY 2.0 FR",
         "https://creativecommons.org/licenses/by/2.0/fr/",
         "Attribution: www.manythings.org/anki and tatoeba.org",
-        "licensed differently from the keras-attention code",
+        "licensed differently from the keras-nmt code",
         "subset",
         "benchmarks/make_demo_subset.py",
     ):
@@ -79,7 +79,7 @@ def test_importing_datasets_does_not_import_tensorflow():
     # On a backend other than TensorFlow, nothing here may pull it in.
     env = {**os.environ, "KERAS_BACKEND": "numpy"}
     code = (
-        "import sys, keras_attention.datasets as d; "
+        "import sys, keras_nmt.datasets as d; "
         "d.spa_eng_small_path(); "
         "assert 'tensorflow' not in sys.modules, 'tensorflow imported'"
     )

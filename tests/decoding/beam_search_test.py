@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 from keras import ops
 
-from keras_attention.decoding import beam_search
-from keras_attention.decoding import greedy_search
+from keras_nmt.decoding import beam_search
+from keras_nmt.decoding import greedy_search
 from tests.decoding import toy
 from tests.decoding.toy import END
 from tests.decoding.toy import PAD

@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 from keras import ops
 
-from keras_attention.decoding import compile_decoding
-from keras_attention.decoding import greedy_search
-from keras_attention.decoding import sample
+from keras_nmt.decoding import compile_decoding
+from keras_nmt.decoding import greedy_search
+from keras_nmt.decoding import sample
 from tests.decoding import toy
 from tests.decoding.toy import END
 

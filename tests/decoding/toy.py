@@ -14,7 +14,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_attention.decoding import compile_decoding
+from keras_nmt.decoding import compile_decoding
 
 PAD = 0
 END = 1

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 from keras import ops
 
-from keras_attention.layers import BahdanauAttention
-from keras_attention.layers import additive_score
-from keras_attention.layers.additive_score import additive_scores
+from keras_nmt.layers import BahdanauAttention
+from keras_nmt.layers import additive_score
+from keras_nmt.layers.additive_score import additive_scores
 from tests.layers.backend_utils import function_gradients
 from tests.layers.backend_utils import to_numpy
 

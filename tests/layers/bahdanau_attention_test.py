@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from keras import ops
 
-from keras_attention.layers import BahdanauAttention
-from keras_attention.layers import additive_score
+from keras_nmt.layers import BahdanauAttention
+from keras_nmt.layers import additive_score
 from tests.layers import numpy_reference as ref
 from tests.layers.backend_utils import layer_gradients
 from tests.layers.backend_utils import to_numpy

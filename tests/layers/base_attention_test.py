@@ -13,11 +13,11 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from keras import ops
 
-from keras_attention.layers import BahdanauAttention
-from keras_attention.layers import BaseAttention
-from keras_attention.layers import DotProductAttention
-from keras_attention.layers import ScaledDotProductAttention
-from keras_attention.layers import masked_softmax
+from keras_nmt.layers import BahdanauAttention
+from keras_nmt.layers import BaseAttention
+from keras_nmt.layers import DotProductAttention
+from keras_nmt.layers import ScaledDotProductAttention
+from keras_nmt.layers import masked_softmax
 from tests.layers import numpy_reference as ref
 from tests.layers.backend_utils import layer_gradients
 from tests.layers.backend_utils import to_numpy

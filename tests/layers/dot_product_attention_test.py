@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from keras_attention.layers import DotProductAttention
+from keras_nmt.layers import DotProductAttention
 from tests.layers import numpy_reference as ref
 from tests.layers.backend_utils import to_numpy
 

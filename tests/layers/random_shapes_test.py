@@ -15,9 +15,9 @@ from hypothesis import given
 from hypothesis import settings
 from hypothesis import strategies as st
 
-from keras_attention.layers import BahdanauAttention
-from keras_attention.layers import DotProductAttention
-from keras_attention.layers import ScaledDotProductAttention
+from keras_nmt.layers import BahdanauAttention
+from keras_nmt.layers import DotProductAttention
+from keras_nmt.layers import ScaledDotProductAttention
 from tests.layers.backend_utils import to_numpy
 
 # Every new shape compiles anew on JAX (and is slower on PyTorch).

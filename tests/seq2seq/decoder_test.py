@@ -3,10 +3,10 @@ import numpy as np
 import pytest
 from keras import ops
 
-from keras_attention import BahdanauAttention
-from keras_attention.seq2seq import AttentionDecoder
-from keras_attention.seq2seq import Encoder
-from keras_attention.seq2seq import build_seq2seq
+from keras_nmt import BahdanauAttention
+from keras_nmt.seq2seq import AttentionDecoder
+from keras_nmt.seq2seq import Encoder
+from keras_nmt.seq2seq import build_seq2seq
 
 CONFIGS = [
     # (style, attention, cell, input_feeding)

@@ -19,8 +19,8 @@ if mode == "data_parallel":
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from keras_attention.seq2seq import build_seq2seq  # noqa: E402
-from keras_attention.seq2seq import compile_seq2seq  # noqa: E402
+from keras_nmt.seq2seq import build_seq2seq  # noqa: E402
+from keras_nmt.seq2seq import compile_seq2seq  # noqa: E402
 
 BATCH, STEPS = 16, 6
 

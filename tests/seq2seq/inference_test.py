@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 from keras import ops
 
-from keras_attention.seq2seq import Seq2SeqInference
-from keras_attention.seq2seq import build_seq2seq
-from keras_attention.seq2seq import compile_seq2seq
+from keras_nmt.seq2seq import Seq2SeqInference
+from keras_nmt.seq2seq import build_seq2seq
+from keras_nmt.seq2seq import compile_seq2seq
 
 START, END = 1, 2
 
@@ -206,7 +206,7 @@ def test_decodes_inside_a_graph_with_unknown_source_length(rng):
         pytest.skip("tf.function with a None input dimension")
     import tensorflow as tf
 
-    from keras_attention import decoding
+    from keras_nmt import decoding
 
     model = _model("luong", "general")
     inference = Seq2SeqInference(

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from keras import ops
 
-from keras_attention.seq2seq import recurrence
+from keras_nmt.seq2seq import recurrence
 
 
 @pytest.mark.parametrize("kind", ["lstm", "gru"])

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_attention.text.dataset import make_dataset
-from keras_attention.text.pairs import read_pairs
-from keras_attention.text.text_processor import TextProcessor
+from keras_nmt.text.dataset import make_dataset
+from keras_nmt.text.pairs import read_pairs
+from keras_nmt.text.text_processor import TextProcessor
 
 FIXTURE = pathlib.Path(__file__).parent.parent / "data" / "spa-eng-fixture.tsv"
 INT_SPEC = tf.TensorSpec(shape=(None, None), dtype=tf.int32)

@@ -6,14 +6,14 @@ import warnings
 import keras
 import pytest
 
-from keras_attention.text import pairs as pairs_module
-from keras_attention.text.pairs import DataFormatError
-from keras_attention.text.pairs import SentencePairs
-from keras_attention.text.pairs import load_demo_pairs
-from keras_attention.text.pairs import load_spa_eng
-from keras_attention.text.pairs import read_pairs
-from keras_attention.text.pairs import spa_eng_path
-from keras_attention.text.pairs import split_pairs
+from keras_nmt.text import pairs as pairs_module
+from keras_nmt.text.pairs import DataFormatError
+from keras_nmt.text.pairs import SentencePairs
+from keras_nmt.text.pairs import load_demo_pairs
+from keras_nmt.text.pairs import load_spa_eng
+from keras_nmt.text.pairs import read_pairs
+from keras_nmt.text.pairs import spa_eng_path
+from keras_nmt.text.pairs import split_pairs
 
 FIXTURE = pathlib.Path(__file__).parent.parent / "data" / "spa-eng-fixture.tsv"
 
@@ -290,15 +290,15 @@ def test_load_spa_eng_from_path(tmp_path, layout):
 def test_load_spa_eng_from_environment(tmp_path, monkeypatch):
     (tmp_path / "spa-eng").mkdir()
     shutil.copy(FIXTURE, tmp_path / "spa-eng" / "spa.txt")
-    monkeypatch.setenv("KERAS_ATTENTION_DATA", str(tmp_path))
+    monkeypatch.setenv("KERAS_NMT_DATA", str(tmp_path))
     pairs = load_spa_eng(reverse=False, max_pairs=10)
     assert len(pairs) == 10
     assert pairs.sources == pairs.groups
 
 
 def test_load_spa_eng_missing(tmp_path, monkeypatch):
-    monkeypatch.setenv("KERAS_ATTENTION_DATA", str(tmp_path))
-    with pytest.raises(FileNotFoundError, match="KERAS_ATTENTION_DATA"):
+    monkeypatch.setenv("KERAS_NMT_DATA", str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="KERAS_NMT_DATA"):
         load_spa_eng()
     with pytest.raises(FileNotFoundError, match="spa-eng/spa.txt"):
         load_spa_eng(tmp_path / "missing")
@@ -315,7 +315,7 @@ def test_download_branch_uses_get_file(tmp_path, monkeypatch):
         calls.append((fname, origin, extract))
         return str(extracted)
 
-    monkeypatch.delenv("KERAS_ATTENTION_DATA", raising=False)
+    monkeypatch.delenv("KERAS_NMT_DATA", raising=False)
     monkeypatch.setattr(keras.utils, "get_file", fake_get_file)
     assert spa_eng_path() == extracted / "spa-eng" / "spa.txt"
     assert calls == [("spa-eng.zip", pairs_module.SPA_ENG_URL, True)]

@@ -1,9 +1,9 @@
 import pytest
 import tensorflow as tf
 
-from keras_attention.text.standardize import add_start_end
-from keras_attention.text.standardize import join_tokens
-from keras_attention.text.standardize import standardize
+from keras_nmt.text.standardize import add_start_end
+from keras_nmt.text.standardize import join_tokens
+from keras_nmt.text.standardize import standardize
 
 # Expected outputs written out by hand: combining marks as escapes
 # (U+0301 acute, U+0300 grave, U+0302 circumflex, U+0303 tilde,

@@ -9,10 +9,10 @@ import pytest
 import tensorflow as tf
 from hypothesis import strategies as st
 
-from keras_attention.text.pairs import read_pairs
-from keras_attention.text.standardize import standardize
-from keras_attention.text.text_processor import TextProcessor
-from keras_attention.text.text_processor import build_vocabulary
+from keras_nmt.text.pairs import read_pairs
+from keras_nmt.text.standardize import standardize
+from keras_nmt.text.text_processor import TextProcessor
+from keras_nmt.text.text_processor import build_vocabulary
 
 FIXTURE = pathlib.Path(__file__).parent.parent / "data" / "spa-eng-fixture.tsv"
 RESERVED = ["", "[UNK]", "[START]", "[END]"]

@@ -1,0 +1,48 @@
+"""Decoding strategies over a one-step function: greedy, sampling, beam search.
+
+A decoder is seen only through a pure one-step function
+
+    step_fn(tokens, state, constants) -> (logits, attention, new_state)
+
+- `tokens`: int32 `(N,)`, the last token of each sequence;
+- `state`: nested structure (tensor, tuple, dict) of tensors with leading
+  axis `N` that changes from step to step (RNN state, previous attentional
+  vector, ...);
+- `constants`: nested structure of tensors with leading axis `N` that never
+  changes (encoder outputs, projected keys, source mask, ...); sources of
+  different lengths are handled by the mask in here;
+- `logits`: `(N, vocab_size)`; `attention`: `(N, ...)`, e.g. `(N, Tk)`;
+  `new_state`: the structure, shapes and dtypes of `state`.
+
+Every strategy is one `keras.ops.while_loop` over fixed-size buffers that
+stops early once every sequence has emitted the end token, written with
+`keras.ops` only, so it runs on the TensorFlow, JAX and PyTorch backends and
+compiles whole with `compile_decoding`:
+
+- `greedy_search`: the most probable token at every step;
+- `sample`: a token drawn from `softmax(logits / temperature)`, optionally
+  restricted to the `top_k` most probable tokens;
+- `beam_search`: the `beam_width` best hypotheses per source, ranked by the
+  length-penalised score `log p(y) / lp(|y|)` with the GNMT penalty
+  `lp(n) = ((5 + n) / 6) ** alpha` (Wu et al. 2016, "Google's Neural Machine
+  Translation System: Bridging the Gap between Human and Machine
+  Translation", arXiv:1609.08144). Beams are folded into the batch axis, so
+  the step function never knows about them; finished hypotheses are frozen
+  at their end token.
+
+All three return a `Decoded(tokens, scores, log_probs, attention, lengths)`.
+"""
+
+from keras_nmt.decoding.beam_search import beam_search
+from keras_nmt.decoding.compile import compile_decoding
+from keras_nmt.decoding.decoded import Decoded
+from keras_nmt.decoding.greedy import greedy_search
+from keras_nmt.decoding.sampling import sample
+
+__all__ = [
+    "Decoded",
+    "beam_search",
+    "compile_decoding",
+    "greedy_search",
+    "sample",
+]

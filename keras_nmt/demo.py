@@ -1,0 +1,179 @@
+"""The main job: `keras-nmt demo` (`make demo`).
+
+Trains a Spanish -> English translator (a Luong-style GRU decoder with
+additive, Bahdanau attention) on the embedded Tatoeba subset
+(`keras_nmt/datasets/spa-eng-small.tsv`) in about three minutes on
+two CPU cores, then prints its validation BLEU, translations of
+held-out test sentences with greedy and beam search side by side, and writes
+the attention heatmap of one of them.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import time
+
+# Chosen for the best validation BLEU within ~3 minutes on 2 CPU cores.
+# Measured on this corpus (best epoch by validation loss; validation BLEU
+# greedy / beam; seed 0), Luong-style GRU decoder with additive (Bahdanau)
+# attention: 47.4 / 49.3 with 512 units, 256-d embeddings, dropout 0.4 (best
+# epoch 11); 45.7 / 47.8 with 384 units, 128-d, dropout 0.3 (epoch 12);
+# 45.5 / 47.4 with 256 units (epoch 17). Other decoders, 256 units, dropout
+# 0.3: "general" attention 43.4 / 45.2; Bahdanau-style GRU decoder 43.5 /
+# 44.6; Luong style with input feeding 34.8 / 36.9; Bahdanau-style LSTM
+# without dropout 24.0 / 25.9.
+DEMO_SETTINGS = {
+    "attention": "bahdanau",
+    "style": "luong",
+    "cell": "gru",
+    "embedding_dim": 256,
+    "units": 512,
+    "dropout": 0.4,
+    "batch_size": 64,
+    "learning_rate": 2e-3,
+    "max_length": 24,
+}
+DEMO_EPOCHS = 13
+DEMO_SEED = 0
+EXAMPLES = 8
+ATTENTION_FILE = "attention.png"
+MODEL_DIR = "model"
+
+
+def run_demo(
+    out_dir: str | os.PathLike = "demo-output",
+    *,
+    epochs: int | None = None,
+    max_pairs: int | None = None,
+    examples: int = EXAMPLES,
+    verbose: int = 2,
+) -> dict:
+    """Train on the embedded corpus, evaluate, translate, plot.
+
+    Args:
+        out_dir: where the model (`out_dir/model`) and the heatmap
+            (`out_dir/attention.png`) go.
+        epochs: training epochs; default `DEMO_EPOCHS`.
+        max_pairs: use only the first `max_pairs` pairs of the corpus (for
+            quick tests).
+        examples: how many held-out sentences to show.
+        verbose: `model.fit` verbosity (2: one line per epoch).
+
+    Returns:
+        A dict with `"bleu_greedy"`, `"bleu_beam"`, `"exact_match_greedy"`,
+        `"exact_match_beam"` (validation, percent), `"train_seconds"`,
+        `"total_seconds"`, `"attention_png"` and `"model_dir"`.
+    """
+    from keras_nmt import text
+    from keras_nmt.plotting import plot_attention
+    from keras_nmt.training import train_translator
+    from keras_nmt.translator import normalize_for_scoring
+
+    start = time.perf_counter()
+    epochs = DEMO_EPOCHS if epochs is None else epochs
+    out_dir = pathlib.Path(out_dir)
+    pairs = text.load_demo_pairs(max_pairs=max_pairs)
+    train, validation, test = text.split_pairs(pairs, seed=DEMO_SEED)
+    if not len(validation) or not len(test):
+        raise ValueError(
+            f"The demo needs validation and test pairs; {len(pairs)} pairs "
+            f"split into {len(train)}/{len(validation)}/{len(test)}. Use "
+            "more pairs."
+        )
+    settings = DEMO_SETTINGS
+    print(
+        "keras-nmt demo: Spanish -> English with "
+        f"{settings['attention']} attention ({settings['style']}-style "
+        f"{settings['cell'].upper()} decoder, {settings['units']} units)\n"
+        f"Data: {len(pairs)} Tatoeba pairs embedded in the package "
+        "(CC BY 2.0 FR, www.manythings.org/anki and tatoeba.org), split by "
+        f"English sentence: {len(train)} train / {len(validation)} "
+        f"validation / {len(test)} test\n"
+        f"Training {epochs} epochs (the best epoch by validation loss is "
+        "kept)...",
+        flush=True,
+    )
+    translator = train_translator(
+        train,
+        validation,
+        out_dir / MODEL_DIR,
+        epochs=epochs,
+        seed=DEMO_SEED,
+        verbose=verbose,
+        **settings,
+    )
+    train_seconds = time.perf_counter() - start
+
+    greedy = translator.evaluate(validation.sources, validation.targets)
+    beam = translator.evaluate(
+        validation.sources, validation.targets, method="beam"
+    )
+    print(
+        f"\nValidation BLEU ({greedy['sentences']} sentences, sacrebleu "
+        "13a, lowercased):\n"
+        f"  greedy           {greedy['bleu']:5.1f}   exact match "
+        f"{greedy['exact_match']:4.1f}%\n"
+        f"  beam (width {translator.beam_width})   {beam['bleu']:5.1f}   "
+        f"exact match {beam['exact_match']:4.1f}%",
+        flush=True,
+    )
+
+    references: dict[str, list[str]] = {}
+    for source, target in zip(test.sources, test.targets, strict=True):
+        references.setdefault(source, []).append(target)
+    # Evenly spaced over the test split, which is sorted by length: short
+    # and long sentences.
+    distinct = list(references)
+    count = min(examples, len(distinct))
+    step = (len(distinct) - 1) / max(count - 1, 1)
+    shown = [distinct[round(i * step)] for i in range(count)]
+    greedy_out = translator.translate(shown)
+    beam_out = translator.translate(shown, method="beam")
+    print(f"\nHeld-out test sentences ({len(shown)} of {len(distinct)}):")
+    for number, (source, g, b) in enumerate(
+        zip(shown, greedy_out, beam_out, strict=True), start=1
+    ):
+        print(
+            f"  {number}. {source}\n"
+            f"       greedy     {g}\n"
+            f"       beam       {b}\n"
+            f"       reference  {' | '.join(references[source])}"
+        )
+
+    # The heatmap of the longest example that beam search got right (after
+    # the normalisation of the scores), else of the middle one.
+    correct = [
+        source
+        for source, b in zip(shown, beam_out, strict=True)
+        if normalize_for_scoring([b])[0]
+        in normalize_for_scoring(references[source])
+    ]
+    example = correct[-1] if correct else shown[len(shown) // 2]
+    plotted = translator.translate_with_attention(example, method="beam")
+    png = out_dir / ATTENTION_FILE
+    figure = plot_attention(
+        plotted.attention,
+        plotted.source_tokens,
+        plotted.target_tokens,
+        title=f"{example} -> {plotted.text}",
+    )
+    figure.savefig(png, dpi=120)
+    total = time.perf_counter() - start
+    print(
+        f"\nAttention heatmap of {example!r} (beam search): {png}\n"
+        f"Model: {out_dir / MODEL_DIR}  (try: keras-nmt translate "
+        f'--model {out_dir / MODEL_DIR} --method beam "¿Dónde está Tom?")\n'
+        f"Time: training {train_seconds:.0f} s, total {total:.0f} s",
+        flush=True,
+    )
+    return {
+        "bleu_greedy": greedy["bleu"],
+        "bleu_beam": beam["bleu"],
+        "exact_match_greedy": greedy["exact_match"],
+        "exact_match_beam": beam["exact_match"],
+        "train_seconds": train_seconds,
+        "total_seconds": total,
+        "attention_png": str(png),
+        "model_dir": str(out_dir / MODEL_DIR),
+    }

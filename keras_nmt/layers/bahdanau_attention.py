@@ -1,0 +1,194 @@
+import keras
+from keras import ops
+
+from keras_nmt.layers.additive_score import additive_scores
+from keras_nmt.layers.base_attention import BaseAttention
+
+
+@keras.saving.register_keras_serializable(package="keras_nmt")
+class BahdanauAttention(BaseAttention):
+    """Additive attention (Bahdanau, Cho and Bengio, 2014).
+
+    Scores every key against every query with a one-hidden-layer network,
+
+        score(q, k) = v . tanh(W_q q + W_k k)
+
+    with learned `W_q (dq, units)`, `W_k (dk, units)` and `v (units,)`, then
+    takes a masked softmax over the keys and returns the weighted sum of the
+    values. Query and key depths may differ. With `normalize=True`, `v` is
+    weight-normalised, `v = g v / ||v||` with a learned scalar `g`, and a bias
+    is added inside the tanh (Salimans and Kingma, 2016; the `normalize` option
+    of TensorFlow Addons' `BahdanauAttention`).
+
+    The keys are projected once per call (`project_keys`); a decoder that
+    attends at every step can project the encoder states once and call
+    `attend` per step. The score's gradient recomputes the tanh instead of
+    storing a `(B, Tq, Tk, units)` tensor, which makes training several times
+    faster than `keras.layers.AdditiveAttention` and bounds its memory.
+
+    Args:
+        units: int, size of the hidden layer of the score network.
+        normalize: bool, weight-normalise `v` and add a bias in the tanh.
+        dropout: float in `[0, 1)`, dropout on the attention weights during
+            training.
+        kernel_initializer: initializer of `W_q`, `W_k` and `v`.
+        seed: optional int, seed of the dropout.
+        **kwargs: standard layer keyword arguments (`name`, `dtype`, ...).
+
+    Call arguments:
+        query: `(batch_size, Tq, dq)`, or `(batch_size, dq)` for one decoder
+            step.
+        value: `(batch_size, Tk, dv)`.
+        key: optional `(batch_size, Tk, dk)`; defaults to `value`.
+        query_mask: optional boolean `(batch_size, Tq)` (`(batch_size,)` for
+            one step); masked queries get a zero context and zero weights.
+            Filled in from the query's Keras mask.
+        value_mask: optional boolean `(batch_size, Tk)`; masked keys get weight
+            exactly 0. Filled in from the value's Keras mask (e.g. from
+            `Embedding(mask_zero=True)`).
+        return_attention_scores: bool, also return the attention weights.
+        training: bool, whether dropout is active.
+        use_causal_mask: bool, query `i` attends only to keys `j <= i`
+            (rank-3 queries only).
+
+    Returns:
+        The context `(batch_size, Tq, dv)` (`(batch_size, dv)` for one step),
+        and with `return_attention_scores=True` the tuple `(context,
+        weights)`, where `weights` `(batch_size, Tq, Tk)` (`(batch_size, Tk)`)
+        is the softmax distribution over the keys.
+
+    Raises:
+        ValueError: for input ranks other than above, mismatched batch sizes,
+            keys and values of different lengths, or masks of the wrong shape.
+
+    Example:
+
+    >>> import numpy as np
+    >>> attention = BahdanauAttention(units=16)
+    >>> decoder_states = np.random.normal(size=(2, 5, 32))
+    >>> encoder_states = np.random.normal(size=(2, 7, 64))
+    >>> context, weights = attention(
+    ...     decoder_states, encoder_states, return_attention_scores=True
+    ... )
+    >>> tuple(context.shape), tuple(weights.shape)
+    ((2, 5, 64), (2, 5, 7))
+    """
+
+    def __init__(
+        self,
+        units,
+        normalize=False,
+        dropout=0.0,
+        kernel_initializer="glorot_uniform",
+        seed=None,
+        **kwargs,
+    ):
+        super().__init__(dropout=dropout, seed=seed, **kwargs)
+        if not isinstance(units, int) or isinstance(units, bool) or units < 1:
+            raise ValueError(
+                "BahdanauAttention: `units` must be a positive integer, the "
+                f"size of the score network's hidden layer. Received: "
+                f"units={units!r}."
+            )
+        self.units = units
+        self.normalize = bool(normalize)
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.query_dense = keras.layers.Dense(
+            units,
+            use_bias=False,
+            kernel_initializer=self.kernel_initializer,
+            dtype=self.dtype_policy,
+            name="query_dense",
+        )
+        self.key_dense = keras.layers.Dense(
+            units,
+            use_bias=False,
+            kernel_initializer=self.kernel_initializer,
+            dtype=self.dtype_policy,
+            name="key_dense",
+        )
+
+    def build_score(self, query_dim, key_dim):
+        self.query_dense.build((None, query_dim))
+        self.key_dense.build((None, key_dim))
+        # The score's own weights stay float32 inside the layer's call
+        # (`autocast=False`): under a mixed policy Keras would otherwise hand
+        # them over rounded to float16, and the float32 score would be
+        # computed from half-precision parameters.
+        self.v = self.add_weight(
+            name="v",
+            shape=(self.units,),
+            initializer=_vector_initializer(self.kernel_initializer),
+            dtype="float32",
+            autocast=False,
+        )
+        if self.normalize:
+            self.g = self.add_weight(
+                name="g",
+                shape=(),
+                initializer=keras.initializers.Constant(
+                    (1.0 / self.units) ** 0.5
+                ),
+                dtype="float32",
+                autocast=False,
+            )
+            self.b = self.add_weight(
+                name="b",
+                shape=(self.units,),
+                initializer="zeros",
+                dtype="float32",
+                autocast=False,
+            )
+
+    def check_depths(self, query_dim, key_dim):
+        if not self.built:
+            return
+        expected = (
+            self.query_dense.kernel.shape[0],
+            self.key_dense.kernel.shape[0],
+        )
+        if (query_dim, key_dim) != expected:
+            raise ValueError(
+                f"BahdanauAttention layer '{self.name}' was built for query "
+                f"depth {expected[0]} and key depth {expected[1]}. Received "
+                f"query depth {query_dim} and key depth {key_dim}. Use a new "
+                "layer for inputs of other depths."
+            )
+
+    def project_keys(self, key):
+        keys = ops.cast(self.key_dense(key), "float32")
+        if self.normalize:
+            keys = keys + self.b
+        return keys
+
+    def score(self, query, projected_keys):
+        query = ops.cast(self.query_dense(query), "float32")
+        if self.normalize:
+            v = self.g * self.v / ops.sqrt(ops.sum(ops.square(self.v)))
+        else:
+            # A tensor, not the variable: TensorFlow's custom_gradient would
+            # otherwise ask for variable gradients of its own.
+            v = ops.copy(self.v)
+        return additive_scores(query, projected_keys, v)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "units": self.units,
+                "normalize": self.normalize,
+                "kernel_initializer": keras.initializers.serialize(
+                    self.kernel_initializer
+                ),
+            }
+        )
+        return config
+
+
+def _vector_initializer(initializer):
+    # A (units,) vector has no fan-in/fan-out; Glorot on (units, 1) gives the
+    # same scale TensorFlow Addons used for `attention_v`.
+    def init(shape, dtype=None):
+        return ops.reshape(initializer((shape[0], 1), dtype=dtype), shape)
+
+    return init

@@ -1,0 +1,151 @@
+import keras
+from keras import ops
+
+from keras_nmt import decoding
+
+
+class Seq2SeqInference:
+    """Compiled greedy, sampling and beam-search decoding of a seq2seq model.
+
+    Wraps a model from `build_seq2seq` (or any functional model with an
+    `Encoder` named `"encoder"` and an `AttentionDecoder` named `"decoder"`):
+    the encoder runs once per batch of sources, the decoder's `step` runs
+    inside one compiled `keras_nmt.decoding` loop. Each method compiles
+    once per source shape and option values, and reads the model's current
+    weights at every call (also on JAX, where they are passed to the
+    compiled function).
+
+    Args:
+        model: the seq2seq `keras.Model`.
+        start_token: int, the id that starts every target (`[START]`).
+        end_token: int, the id that ends a target (`[END]`), or `None` to
+            always generate `max_length` tokens.
+        max_length: int, the most tokens generated per source.
+        seed: optional int, seed of `sample` (each call draws new tokens; the
+            sequence of calls is reproducible).
+        jit_compile: bool, compile with XLA on TensorFlow (JAX always does).
+
+    Example:
+
+    >>> from keras_nmt.seq2seq import build_seq2seq
+    >>> model = build_seq2seq(20, 20, embedding_dim=8, units=16)
+    >>> inference = Seq2SeqInference(model, start_token=1, end_token=2,
+    ...                              max_length=6)
+    >>> out = inference.beam_search(keras.ops.ones((3, 5), "int32"),
+    ...                             beam_width=4)
+    >>> tuple(out.tokens.shape), tuple(out.attention.shape)
+    ((3, 4, 6), (3, 4, 6, 5))
+    """
+
+    def __init__(
+        self,
+        model,
+        *,
+        start_token,
+        end_token,
+        max_length=50,
+        seed=None,
+        jit_compile=False,
+    ):
+        self.model = model
+        self.encoder = model.get_layer("encoder")
+        self.decoder = model.get_layer("decoder")
+        self.start_token = int(start_token)
+        self.end_token = None if end_token is None else int(end_token)
+        self.max_length = int(max_length)
+        self.seed_generator = keras.random.SeedGenerator(seed)
+        variables = [*model.variables, self.seed_generator.state]
+        self._compiled = {
+            name: decoding.compile_decoding(
+                fn, variables=variables, jit_compile=jit_compile
+            )
+            for name, fn in (
+                ("greedy", self._greedy),
+                ("sample", self._sample),
+                ("beam_search", self._beam_search),
+            )
+        }
+
+    def encode(self, source_tokens):
+        """`(state, constants)` for `step`, from int sources `(B, Ts)`."""
+        outputs, mask, final_state = self.encoder(source_tokens, training=False)
+        return (
+            self.decoder.initial_state(final_state),
+            self.decoder.constants(outputs, mask),
+        )
+
+    def step(self, tokens, state, constants):
+        """One decoder step: `(logits, attention_weights, new_state)`."""
+        return self.decoder.step(tokens, state, constants)
+
+    def greedy(self, source_tokens):
+        """The most probable token at every step. Returns `Decoded`."""
+        return self._compiled["greedy"](self._tokens(source_tokens))
+
+    def sample(self, source_tokens, *, temperature=1.0, top_k=None):
+        """Tokens drawn from `softmax(logits / temperature)`, optionally among
+        the `top_k` most probable only. Returns `Decoded`."""
+        return self._compiled["sample"](
+            self._tokens(source_tokens), temperature=temperature, top_k=top_k
+        )
+
+    def beam_search(self, source_tokens, *, beam_width=5, length_penalty=0.0):
+        """The `beam_width` best hypotheses per source, ranked by the GNMT
+        length-penalised score. Returns `Decoded` with a beam axis."""
+        return self._compiled["beam_search"](
+            self._tokens(source_tokens),
+            beam_width=beam_width,
+            length_penalty=length_penalty,
+        )
+
+    # The functions that get compiled.
+
+    def _start(self, source_tokens):
+        state, constants = self.encode(source_tokens)
+        start = ops.full((ops.shape(source_tokens)[0],), self.start_token)
+        return ops.cast(start, "int32"), state, constants
+
+    def _options(self):
+        return {"max_length": self.max_length, "end_token": self.end_token}
+
+    def _greedy(self, source_tokens):
+        start, state, constants = self._start(source_tokens)
+        return decoding.greedy_search(
+            self.step, start, state, constants, **self._options()
+        )
+
+    def _sample(self, source_tokens, temperature, top_k):
+        start, state, constants = self._start(source_tokens)
+        return decoding.sample(
+            self.step,
+            start,
+            state,
+            constants,
+            temperature=temperature,
+            top_k=top_k,
+            seed=self.seed_generator,
+            **self._options(),
+        )
+
+    def _beam_search(self, source_tokens, beam_width, length_penalty):
+        start, state, constants = self._start(source_tokens)
+        return decoding.beam_search(
+            self.step,
+            start,
+            state,
+            constants,
+            beam_width=beam_width,
+            length_penalty=length_penalty,
+            **self._options(),
+        )
+
+    @staticmethod
+    def _tokens(source_tokens):
+        source_tokens = ops.convert_to_tensor(source_tokens)
+        if len(source_tokens.shape) != 2:
+            raise ValueError(
+                "Seq2SeqInference: `source_tokens` must be int token ids of "
+                "shape (batch_size, source_length), 0 = padding. Received "
+                f"shape {tuple(source_tokens.shape)}."
+            )
+        return ops.cast(source_tokens, "int32")

@@ -1,0 +1,132 @@
+import keras
+
+from keras_nmt.seq2seq.decoder import AttentionDecoder
+from keras_nmt.seq2seq.encoder import Encoder
+
+
+def build_seq2seq(
+    source_vocab_size: int,
+    target_vocab_size: int,
+    *,
+    embedding_dim: int = 256,
+    units: int = 256,
+    attention="bahdanau",
+    style: str = "bahdanau",
+    cell: str = "lstm",
+    input_feeding: bool = False,
+    dropout: float = 0.0,
+    name: str = "seq2seq",
+) -> keras.Model:
+    """An attention encoder-decoder as a functional `keras.Model`.
+
+    Inputs `(source_tokens, target_in_tokens)`, int, 0 = padding; output the
+    logits `(batch, T_target, target_vocab_size)`. Train it with teacher
+    forcing on a dataset of `((source, target_in), target_out)`, e.g. with
+    `compile_seq2seq`. The encoder is a bidirectional LSTM/GRU whose states
+    (`units // 2` per direction) all reach the decoder; its final states
+    initialise the decoder. The layers are named `"encoder"` and `"decoder"`
+    (see `attention_model` and `keras_nmt.seq2seq.Seq2SeqInference`).
+
+    Args:
+        source_vocab_size: int, source vocabulary size (with padding 0).
+        target_vocab_size: int, target vocabulary size (with padding 0).
+        embedding_dim: int, size of the token embeddings (both sides).
+        units: int, even; decoder state size and encoder output size.
+        attention: `"bahdanau"`, `"dot"`, `"general"`, `"scaled_dot"` or an
+            attention layer instance.
+        style: `"bahdanau"` or `"luong"` (see `AttentionDecoder`).
+        cell: `"lstm"` or `"gru"`, for encoder and decoder.
+        input_feeding: bool, Luong style only.
+        dropout: float in `[0, 1)`.
+        name: model name.
+
+    Returns:
+        An uncompiled `keras.Model`.
+
+    Example:
+
+    >>> model = build_seq2seq(1000, 1200, embedding_dim=32, units=64,
+    ...                       attention="general", style="luong")
+    >>> model.output_shape
+    (None, None, 1200)
+    """
+    source = keras.Input((None,), dtype="int32", name="source_tokens")
+    target_in = keras.Input((None,), dtype="int32", name="target_in_tokens")
+    encoder = Encoder(
+        source_vocab_size,
+        embedding_dim,
+        units,
+        cell=cell,
+        dropout=dropout,
+        name="encoder",
+    )
+    decoder = AttentionDecoder(
+        target_vocab_size,
+        embedding_dim,
+        units,
+        attention=attention,
+        style=style,
+        cell=cell,
+        input_feeding=input_feeding,
+        dropout=dropout,
+        name="decoder",
+    )
+    encoder_outputs, source_mask, encoder_state = encoder(source)
+    logits, _ = decoder(target_in, encoder_outputs, source_mask, encoder_state)
+    return keras.Model([source, target_in], logits, name=name)
+
+
+def attention_model(model: keras.Model) -> keras.Model:
+    """A model sharing `model`'s weights that outputs the attention weights
+    `(batch, T_target, T_source)` of a teacher-forced pass."""
+    decoder = model.get_layer("decoder")
+    return keras.Model(model.inputs, decoder.output[1], name="attention")
+
+
+@keras.saving.register_keras_serializable(package="keras_nmt")
+class MaskedAccuracy(keras.metrics.Mean):
+    """Token accuracy over non-padding targets (`y_true != 0`).
+
+    Keras' accuracy metrics have no `ignore_class` (its losses do), and the
+    padding of a batch of sentences would otherwise count as correct or
+    wrong predictions.
+    """
+
+    def __init__(self, name="accuracy", pad_token=0, **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.pad_token = pad_token
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        y_true = keras.ops.cast(y_true, "int32")
+        predicted = keras.ops.cast(keras.ops.argmax(y_pred, axis=-1), "int32")
+        weight = keras.ops.cast(
+            keras.ops.not_equal(y_true, self.pad_token), "float32"
+        )
+        if sample_weight is not None:
+            weight = weight * keras.ops.cast(sample_weight, "float32")
+        matches = keras.ops.cast(keras.ops.equal(y_true, predicted), "float32")
+        return super().update_state(matches, sample_weight=weight)
+
+    def get_config(self):
+        return {**super().get_config(), "pad_token": self.pad_token}
+
+
+def compile_seq2seq(model, optimizer="adam", learning_rate=None, **kwargs):
+    """Compiles `model` with a padding-aware loss and accuracy.
+
+    The loss is Keras' `SparseCategoricalCrossentropy(from_logits=True,
+    ignore_class=0)`, averaged over the non-padding target tokens; the metric
+    is `MaskedAccuracy`. Extra keyword arguments go to `model.compile`.
+    """
+    optimizer = keras.optimizers.get(optimizer)
+    if learning_rate is not None:
+        optimizer.learning_rate = learning_rate
+    model.compile(
+        optimizer=optimizer,
+        loss=keras.losses.SparseCategoricalCrossentropy(
+            from_logits=True, ignore_class=0
+        ),
+        metrics=[MaskedAccuracy()],
+        **kwargs,
+    )
+    return model
