@@ -14,6 +14,8 @@ import os
 import pathlib
 import time
 
+from keras_nmt.training.settings import TrainingSettings
+
 # Chosen for the best validation BLEU within ~3 minutes on 2 CPU cores.
 # Measured on this corpus (best epoch by validation loss; validation BLEU
 # greedy / beam; seed 0), Luong-style GRU decoder with additive (Bahdanau)
@@ -23,19 +25,19 @@ import time
 # 0.3: "general" attention 43.4 / 45.2; Bahdanau-style GRU decoder 43.5 /
 # 44.6; Luong style with input feeding 34.8 / 36.9; Bahdanau-style LSTM
 # without dropout 24.0 / 25.9.
-DEMO_SETTINGS = {
-    "attention": "bahdanau",
-    "style": "luong",
-    "cell": "gru",
-    "embedding_dim": 256,
-    "units": 512,
-    "dropout": 0.4,
-    "batch_size": 64,
-    "learning_rate": 2e-3,
-    "max_length": 24,
-}
-DEMO_EPOCHS = 13
-DEMO_SEED = 0
+DEMO_SETTINGS = TrainingSettings(
+    attention="bahdanau",
+    style="luong",
+    cell="gru",
+    embedding_dim=256,
+    units=512,
+    dropout=0.4,
+    batch_size=64,
+    learning_rate=2e-3,
+    max_length=24,
+    epochs=13,
+    seed=0,
+)
 EXAMPLES = 8
 ATTENTION_FILE = "attention.png"
 MODEL_DIR = "model"
@@ -54,7 +56,7 @@ def run_demo(
     Args:
         out_dir: where the model (`out_dir/model`) and the heatmap
             (`out_dir/attention.png`) go.
-        epochs: training epochs; default `DEMO_EPOCHS`.
+        epochs: training epochs; default `DEMO_SETTINGS.epochs`.
         max_pairs: use only the first `max_pairs` pairs of the corpus (for
             quick tests).
         examples: how many held-out sentences to show.
@@ -66,42 +68,53 @@ def run_demo(
         `"total_seconds"`, `"attention_png"` and `"model_dir"`.
     """
     from keras_nmt import text
+    from keras_nmt.evaluation import normalize_for_scoring
     from keras_nmt.plotting import plot_attention
-    from keras_nmt.training import train_translator
-    from keras_nmt.translator import normalize_for_scoring
+    from keras_nmt.training.run_directory import RunDirectory
+    from keras_nmt.training.trainer import train_translator
 
     start = time.perf_counter()
-    epochs = DEMO_EPOCHS if epochs is None else epochs
+    settings = DEMO_SETTINGS
+    if epochs is not None:
+        settings = settings.replace(epochs=epochs)
     out_dir = pathlib.Path(out_dir)
+    model_dir = RunDirectory(out_dir / MODEL_DIR)
+    ours = model_dir.is_ours()
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not ours:
+        raise ValueError(
+            f"The demo writes into '{out_dir}', which is not empty and holds "
+            "no earlier demo run; its files are never overwritten. Pass "
+            "another --out."
+        )
     pairs = text.load_demo_pairs(max_pairs=max_pairs)
-    train, validation, test = text.split_pairs(pairs, seed=DEMO_SEED)
+    train, validation, test = text.split_pairs(pairs, seed=settings.seed)
     if not len(validation) or not len(test):
         raise ValueError(
             f"The demo needs validation and test pairs; {len(pairs)} pairs "
             f"split into {len(train)}/{len(validation)}/{len(test)}. Use "
             "more pairs."
         )
-    settings = DEMO_SETTINGS
     print(
         "keras-nmt demo: Spanish -> English with "
-        f"{settings['attention']} attention ({settings['style']}-style "
-        f"{settings['cell'].upper()} decoder, {settings['units']} units)\n"
+        f"{settings.attention} attention ({settings.style}-style "
+        f"{settings.cell.upper()} decoder, {settings.units} units)\n"
         f"Data: {len(pairs)} Tatoeba pairs embedded in the package "
         "(CC BY 2.0 FR, www.manythings.org/anki and tatoeba.org), split by "
         f"English sentence: {len(train)} train / {len(validation)} "
         f"validation / {len(test)} test\n"
-        f"Training {epochs} epochs (the best epoch by validation loss is "
-        "kept)...",
+        f"Training {settings.epochs} epochs (the best epoch by validation "
+        "loss is kept)...",
         flush=True,
     )
+    # The demo's own earlier model, if any, is replaced (once this run
+    # has completed an epoch).
     translator = train_translator(
         train,
         validation,
-        out_dir / MODEL_DIR,
-        epochs=epochs,
-        seed=DEMO_SEED,
+        model_dir.path,
+        settings,
+        overwrite=True,
         verbose=verbose,
-        **settings,
     )
     train_seconds = time.perf_counter() - start
 
@@ -114,7 +127,8 @@ def run_demo(
         "13a, lowercased):\n"
         f"  greedy           {greedy['bleu']:5.1f}   exact match "
         f"{greedy['exact_match']:4.1f}%\n"
-        f"  beam (width {translator.beam_width})   {beam['bleu']:5.1f}   "
+        f"  beam (width {translator.options.beam_width})   "
+        f"{beam['bleu']:5.1f}   "
         f"exact match {beam['exact_match']:4.1f}%",
         flush=True,
     )

@@ -1,16 +1,18 @@
-"""Strings in, strings out: translation, attention maps, BLEU, saving and
-SavedModel export of a trained seq2seq model (TensorFlow + tensorflow-text).
+"""Strings in, strings and attention out: translating with a trained seq2seq
+model, and saving and loading it (TensorFlow + tensorflow-text).
+
+Scoring lives in `keras_nmt.evaluation`, the SavedModel export in
+`keras_nmt.export`, crash-safe writes in `keras_nmt.files`, and the decoding
+methods and their options in `keras_nmt.decoding.methods`.
 """
 
 from __future__ import annotations
 
 import json
-import numbers
 import os
 import pathlib
 import shutil
 import unicodedata
-import uuid
 import zipfile
 from collections.abc import Sequence
 from typing import Any
@@ -18,28 +20,34 @@ from typing import NamedTuple
 
 import keras
 import numpy as np
-import tensorflow as tf
 
-from keras_nmt.seq2seq import Seq2SeqInference
+# Importing the model module registers the custom layers for loading.
+import keras_nmt.seq2seq.model  # noqa: F401
+from keras_nmt import files
+from keras_nmt.decoding.methods import DecodingOptions
+from keras_nmt.decoding.methods import decode
+from keras_nmt.options import integer
+from keras_nmt.sentences import check_sentences
+from keras_nmt.seq2seq.inference import Seq2SeqInference
 from keras_nmt.text import TextProcessor
-from keras_nmt.text import join_tokens
-from keras_nmt.text import standardize
 
-METHODS = ("greedy", "sample", "beam")
 MODEL_FILE = "model.keras"
 CONFIG_FILE = "translator.json"
-_FORMAT_VERSION = 1
-# Files and directories being written start with this prefix until they are
-# complete and renamed (see `save_model_atomically`); a crash may leave some.
-TEMP_PREFIX = ".keras-nmt-tmp-"
+# Written by `keras-nmt train` into a run directory (keras_nmt.training).
+TRAINING_FILE = "training.json"
+_FORMAT_VERSION = 2
+# The output rows and beam buffers of one decoding call may use at most
+# this fraction of the machine's memory (see `_check_fits`).
+_MEMORY_FRACTION = 0.5
 
 
 class TranslatorLoadError(ValueError):
     """A translator directory holds a file that cannot be read.
 
     Raised by `Translator.load` for a corrupted or foreign `model.keras` or
-    `translator.json`; the message names the file, what went wrong and what
-    was expected. (A missing file raises `FileNotFoundError`.)
+    `translator.json`, or a training run that has not completed an epoch;
+    the message names the file, what went wrong and what was expected. (A
+    missing directory raises `FileNotFoundError`.)
     """
 
 
@@ -69,38 +77,12 @@ class Translation(NamedTuple):
     score: float
 
 
-def _is_int(value) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+class Hypothesis(NamedTuple):
+    """One of the n-best translations of a sentence: its text and score
+    (see `Translation.score`)."""
 
-
-def _is_number(value) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
-
-
-def _check_sentences(sentences, where: str) -> list[str]:
-    if isinstance(sentences, (str, bytes)):
-        raise ValueError(
-            f"{where} expects a list of sentences; received a single string "
-            f"{sentences!r:.80}. Pass a list: [sentence]."
-        )
-    if isinstance(sentences, np.ndarray):
-        sentences = sentences.tolist()
-    if not isinstance(sentences, Sequence):
-        raise ValueError(
-            f"{where} expects a list of strings; received "
-            f"{type(sentences).__name__}."
-        )
-    out = []
-    for i, sentence in enumerate(sentences):
-        if isinstance(sentence, bytes):
-            sentence = sentence.decode("utf-8")
-        if not isinstance(sentence, str):
-            raise ValueError(
-                f"{where} expects a list of strings; element {i} is a "
-                f"{type(sentence).__name__}: {sentence!r:.60}."
-            )
-        out.append(sentence)
-    return out
+    text: str
+    score: float
 
 
 def _check_model(model, processor):
@@ -138,138 +120,23 @@ def _check_model(model, processor):
             )
 
 
-def _check_options(method, beam_width, length_penalty, temperature, top_k):
-    if method not in METHODS:
-        raise ValueError(
-            f"Invalid method={method!r}; expected one of {list(METHODS)}."
-        )
-    if not _is_int(beam_width) or beam_width < 1:
-        raise ValueError(
-            f"Invalid beam_width={beam_width!r}; expected an integer >= 1 "
-            "(the number of hypotheses kept per sentence, e.g. 5)."
-        )
-    if not _is_number(length_penalty) or length_penalty < 0:
-        raise ValueError(
-            f"Invalid length_penalty={length_penalty!r}; expected a number "
-            ">= 0 (the GNMT alpha: 0 = none, 0.6 = the usual value)."
-        )
-    if not _is_number(temperature) or not temperature > 0:
-        raise ValueError(
-            f"Invalid temperature={temperature!r}; expected a number > 0 "
-            "(1.0 samples from the model's distribution)."
-        )
-    if top_k is not None and (not _is_int(top_k) or top_k < 1):
-        raise ValueError(
-            f"Invalid top_k={top_k!r}; expected None (all tokens) or an "
-            "integer >= 1."
-        )
-
 
 def _display(token: str) -> str:
     return unicodedata.normalize("NFC", token)
 
 
-def normalize_for_scoring(texts: Sequence[str]) -> list[str]:
-    """The form in which translations and references are compared.
-
-    Both sides go through the same steps as a model's output: the package's
-    `standardize` (Unicode case folding, NFKD, spaces around punctuation,
-    symbols dropped, whitespace collapsed), then `join_tokens` (punctuation
-    re-attached, NFC). So `"Hello, Tom!"` and `"hello ,  tom !"` both become
-    `"hello, tom!"`: case and spacing do not count, words and punctuation
-    do.
-
-    Args:
-        texts: a list of strings.
-
-    Returns:
-        The normalised strings, in order.
-    """
-    texts = _check_sentences(texts, "normalize_for_scoring")
-    if not texts:
-        return []
-    words = tf.strings.split(standardize(tf.constant(texts, tf.string)))
-    return [s.decode("utf-8") for s in join_tokens(words).numpy()]
+def _row_bucket(rows: int, batch_size: int) -> int:
+    """The rows of a decoding call for `rows` sentences: the next power of
+    two (at most `batch_size`), so a handful of shapes compile, and a single
+    sentence is decoded alone, not padded to a full batch."""
+    return min(batch_size, 1 << max(rows - 1, 0).bit_length())
 
 
-def corpus_scores(
-    hypotheses: Sequence[str], references: Sequence[Sequence[str]]
-) -> dict[str, Any]:
-    """Corpus BLEU and exact match of translations against references.
-
-    Both sides are first normalised with `normalize_for_scoring` (lowercase,
-    NFC, canonical spacing: the form the translator outputs). BLEU is
-    sacrebleu's `corpus_bleu` with its defaults (13a tokenisation, exponential
-    smoothing off, case-sensitive on the already lowercased text); a sentence
-    may have several references. A translation is an exact match when its
-    normalised form equals the normalised form of any of its references.
-
-    Args:
-        hypotheses: one translation per sentence.
-        references: for each sentence, a non-empty list of its reference
-            translations.
-
-    Returns:
-        A dict: `"bleu"` (0-100), `"exact_match"` (percent of sentences,
-        0-100), `"sentences"` (number of hypotheses), `"references"` (total
-        number of references) and `"bleu_signature"` (sacrebleu's
-        signature, for reproducibility).
-
-    Raises:
-        ValueError: if the lengths differ, a sentence has no reference, or
-            the inputs are not strings.
-
-    Example:
-
-    >>> scores = corpus_scores(["Hello, Tom!"], [["hello, tom!", "Hi Tom."]])
-    >>> round(scores["bleu"], 6), scores["exact_match"]
-    (100.0, 100.0)
-    """
-    import sacrebleu
-
-    hypotheses = _check_sentences(hypotheses, "corpus_scores (hypotheses)")
-    if isinstance(references, (str, bytes)) or len(references) != len(
-        hypotheses
-    ):
-        raise ValueError(
-            "corpus_scores needs one list of references per hypothesis; "
-            f"received {len(hypotheses)} hypotheses and "
-            f"{'a string' if isinstance(references, str) else len(references)}"
-            " reference lists."
-        )
-    groups = []
-    for i, refs in enumerate(references):
-        refs = _check_sentences(refs, f"corpus_scores (references[{i}])")
-        if not refs:
-            raise ValueError(
-                f"corpus_scores: sentence {i} has no reference; every "
-                "hypothesis needs at least one."
-            )
-        groups.append(refs)
-    if not hypotheses:
-        raise ValueError("corpus_scores received no sentences to score.")
-    flat = normalize_for_scoring([r for refs in groups for r in refs])
-    hyps = normalize_for_scoring(hypotheses)
-    normalized, start = [], 0
-    for refs in groups:
-        normalized.append(flat[start : start + len(refs)])
-        start += len(refs)
-    width = max(len(refs) for refs in normalized)
-    # sacrebleu takes reference *streams*; None fills the missing ones.
-    streams = [
-        [refs[k] if k < len(refs) else None for refs in normalized]
-        for k in range(width)
-    ]
-    metric = sacrebleu.metrics.BLEU()
-    bleu = metric.corpus_score(hyps, streams)
-    exact = sum(h in refs for h, refs in zip(hyps, normalized, strict=True))
-    return {
-        "bleu": float(bleu.score),
-        "exact_match": 100.0 * exact / len(hyps),
-        "sentences": len(hyps),
-        "references": len(flat),
-        "bleu_signature": str(metric.get_signature()),
-    }
+def _available_memory() -> int | None:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
 
 
 class Translator:
@@ -278,11 +145,12 @@ class Translator:
     Holds a model from `keras_nmt.seq2seq.build_seq2seq` and the
     `TextProcessor` it was trained with. Sentences are standardised and
     tokenised by the processor, decoded in batches by one compiled loop
-    (`keras_nmt.seq2seq.Seq2SeqInference`), and detokenised (case is
-    not restored: output is lowercase). Every batch is padded to
-    `(batch_size, processor.max_length)` tokens, so each decoding method
-    (and option values) compiles once, whatever the number and length of
-    the sentences. A sentence with no words after
+    (`keras_nmt.seq2seq.Seq2SeqInference`) with a method of
+    `keras_nmt.decoding.METHODS`, and detokenised (case is not restored:
+    output is lowercase). Sources are padded to `processor.max_length`
+    tokens and a batch to the next power of two of its sentences (at most
+    `batch_size`), so each method compiles for a few shapes only, and one
+    sentence is decoded alone. A sentence with no words after
     standardisation (empty, only whitespace or symbols) translates to `""`.
 
     Args:
@@ -290,11 +158,11 @@ class Translator:
         processor: the `TextProcessor` the model was trained with.
         max_length: the most tokens generated per sentence (`[END]`
             included); defaults to `processor.max_length`.
-        beam_width: the default beam width of `method="beam"`.
-        length_penalty: the default GNMT length penalty (alpha) of beam
-            search.
-        batch_size: sentences decoded per compiled call.
+        batch_size: the most sentences decoded per compiled call.
         seed: optional int, seed of `method="sample"`.
+        **options: the default decoding options (`DecodingOptions` fields,
+            e.g. `beam_width=5`, `length_penalty=0.6`); each call may
+            override them.
 
     Raises:
         ValueError: if the model is not a seq2seq model, its vocabulary sizes
@@ -320,33 +188,28 @@ class Translator:
         processor: TextProcessor,
         *,
         max_length: int | None = None,
-        beam_width: int = 5,
-        length_penalty: float = 0.6,
         batch_size: int = 64,
         seed: int | None = None,
+        **options,
     ):
         _check_model(model, processor)
         if max_length is None:
             max_length = processor.max_length
-        if not _is_int(max_length) or max_length < 1:
-            raise ValueError(
-                f"Invalid max_length={max_length!r}; expected None or an "
-                "integer >= 1 (tokens generated per sentence)."
-            )
-        if not _is_int(batch_size) or batch_size < 1:
-            raise ValueError(
-                f"Invalid batch_size={batch_size!r}; expected an integer >= 1."
-            )
-        if seed is not None and not _is_int(seed):
-            raise ValueError(f"Invalid seed={seed!r}; expected None or an int.")
-        _check_options("greedy", beam_width, length_penalty, 1.0, None)
+        for name, value, check in (
+            ("max_length", max_length, integer()),
+            ("batch_size", batch_size, integer()),
+            ("seed", seed, integer(0, optional=True)),
+        ):
+            if not check.accepts(value):
+                raise ValueError(
+                    f"Invalid {name}={value!r}; expected {check.expected}."
+                )
         self.model = model
         self.processor = processor
         self.max_length = int(max_length)
-        self.beam_width = int(beam_width)
-        self.length_penalty = float(length_penalty)
         self.batch_size = int(batch_size)
         self.seed = seed
+        self.options = DecodingOptions().replace(**options)
         self._inference = None
 
     @property
@@ -368,42 +231,27 @@ class Translator:
         return self._inference
 
     def get_config(self) -> dict[str, Any]:
-        """The decoding settings saved in `translator.json`."""
+        """The settings saved in `translator.json`."""
         return {
             "max_length": self.max_length,
-            "beam_width": self.beam_width,
-            "length_penalty": self.length_penalty,
             "batch_size": self.batch_size,
             "seed": self.seed,
+            "decoding": self.options.to_dict(),
         }
 
     # ---- translating -----------------------------------------------------
 
-    def translate(
-        self,
-        sentences: Sequence[str],
-        *,
-        method: str = "greedy",
-        beam_width: int | None = None,
-        length_penalty: float | None = None,
-        temperature: float = 1.0,
-        top_k: int | None = None,
-    ) -> list[str]:
+    def translate(self, sentences: Sequence[str], **options) -> list[str]:
         """Translate a list of sentences.
 
         Args:
             sentences: a list of strings (not a single string).
-            method: `"greedy"` (the most probable token at each step),
-                `"sample"` (tokens drawn from the model's distribution, with
-                `temperature` and `top_k`) or `"beam"` (beam search; the best
-                hypothesis is returned).
-            beam_width: hypotheses kept by beam search; `None` = the
-                translator's default.
-            length_penalty: GNMT alpha of beam search (0 = none); `None` =
-                the translator's default.
-            temperature: sampling temperature, > 0.
-            top_k: sample among the `top_k` most probable tokens only;
-                `None` = all.
+            **options: decoding options over the translator's defaults
+                (`DecodingOptions` fields): `method` is `"greedy"` (the most
+                probable token at each step), `"sample"` (tokens drawn from
+                the model's distribution, with `temperature` and `top_k`)
+                or `"beam"` (beam search with `beam_width` and the GNMT
+                `length_penalty`; the best hypothesis is returned).
 
         Returns:
             One translation per sentence, in order (lowercase, punctuation
@@ -413,25 +261,40 @@ class Translator:
             ValueError: if `sentences` is a single string or holds
                 non-strings, or on an invalid option.
         """
+        options = self._options(options)
         decoded = self._decode(
-            _check_sentences(sentences, "Translator.translate"),
-            method,
-            beam_width,
-            length_penalty,
-            temperature,
-            top_k,
+            check_sentences(sentences, "Translator.translate"), options
         )
-        return decoded["text"]
+        return [texts[0] for texts in decoded["texts"]]
+
+    def translate_n_best(
+        self, sentences: Sequence[str], **options
+    ) -> list[list[Hypothesis]]:
+        """The `n_best` best translations of each sentence, with scores.
+
+        Args:
+            sentences: a list of strings.
+            **options: decoding options as in `translate`; `n_best` > 1
+                needs `method="beam"` (and `n_best <= beam_width`).
+
+        Returns:
+            For each sentence, `n_best` `Hypothesis(text, score)`, best
+            first (the length-penalised beam score for beam search); a
+            sentence without words gets `n_best` empty hypotheses.
+        """
+        options = self._options(options)
+        decoded = self._decode(
+            check_sentences(sentences, "Translator.translate_n_best"), options
+        )
+        return [
+            [Hypothesis(t, s) for t, s in zip(texts, scores, strict=True)]
+            for texts, scores in zip(
+                decoded["texts"], decoded["scores"], strict=True
+            )
+        ]
 
     def translate_with_attention(
-        self,
-        sentence: str,
-        *,
-        method: str = "greedy",
-        beam_width: int | None = None,
-        length_penalty: float | None = None,
-        temperature: float = 1.0,
-        top_k: int | None = None,
+        self, sentence: str, **options
     ) -> Translation:
         """Translate one sentence and return its attention map.
 
@@ -440,8 +303,7 @@ class Translator:
 
         Args:
             sentence: one string.
-            method, beam_width, length_penalty, temperature, top_k: as in
-                `translate`.
+            **options: decoding options, as in `translate`.
 
         Returns:
             A `Translation(text, source_tokens, target_tokens, attention,
@@ -460,145 +322,138 @@ class Translator:
                 f"received {type(sentence).__name__}. For several sentences "
                 "call it once per sentence, or use translate(list)."
             )
-        decoded = self._decode(
-            [sentence], method, beam_width, length_penalty, temperature, top_k
-        )
-        if not decoded["nonempty"][0]:
+        options = self._options(options).replace(n_best=1)
+        decoded = self._decode([sentence], options)
+        if decoded["source_ids"][0] is None:
             return Translation("", [], [], np.zeros((0, 0), "float32"), 0.0)
+        processor = self.processor
         source_ids = decoded["source_ids"][0]
         target_ids = decoded["tokens"][0][: decoded["lengths"][0]]
-        source_tokens = self.processor.ids_to_tokens([source_ids], "source")[0]
-        target_tokens = self.processor.ids_to_tokens([target_ids], "target")[0]
+        source_tokens = processor.source.ids_to_tokens([source_ids])[0]
+        target_tokens = processor.target.ids_to_tokens([target_ids])[0]
         attention = decoded["attention"][0][
             : len(target_tokens), : len(source_tokens)
         ]
         return Translation(
-            decoded["text"][0],
+            decoded["texts"][0][0],
             [_display(t) for t in source_tokens],
             [_display(t) for t in target_tokens],
             np.asarray(attention, dtype="float32"),
-            float(decoded["scores"][0]),
+            float(decoded["scores"][0][0]),
         )
 
-    def _decode(
-        self, sentences, method, beam_width, length_penalty, temperature, top_k
-    ) -> dict[str, list]:
-        """Translate `sentences`; per sentence: text, source ids (unpadded),
-        generated tokens, lengths, attention and score (best beam)."""
-        beam_width = self.beam_width if beam_width is None else beam_width
-        if length_penalty is None:
-            length_penalty = self.length_penalty
-        _check_options(method, beam_width, length_penalty, temperature, top_k)
-        n = len(sentences)
+    def evaluate(
+        self, sources: Sequence[str], references: Sequence[str], **options
+    ) -> dict[str, Any]:
+        """`keras_nmt.evaluation.evaluate(self, sources, references,
+        **options)`: corpus BLEU and exact match (see there)."""
+        from keras_nmt.evaluation import evaluate
+
+        return evaluate(self, sources, references, **options)
+
+    def export(self, path: str | os.PathLike) -> None:
+        """`keras_nmt.export.export_saved_model(self, path)`: a SavedModel
+        that translates strings with TensorFlow alone (see there)."""
+        from keras_nmt.export import export_saved_model
+
+        export_saved_model(self, path)
+
+    def _options(self, changes: dict) -> DecodingOptions:
+        """The call's options over the defaults, refused before any tracing
+        when they cannot work with this model."""
+        options = self.options.replace(**changes)
+        vocab_size = self.processor.target_vocab_size
+        if options.method == "sample" and (options.top_k or 0) > vocab_size:
+            raise ValueError(
+                f"Invalid top_k={options.top_k}: the target vocabulary has "
+                f"{vocab_size} tokens; use top_k <= {vocab_size} (or None "
+                "for all)."
+            )
+        if options.method == "beam":
+            if options.beam_width > vocab_size:
+                raise ValueError(
+                    f"Invalid beam_width={options.beam_width}: the target "
+                    f"vocabulary has {vocab_size} tokens; use beam_width <= "
+                    f"{vocab_size}."
+                )
+            self._check_fits(options.beam_width)
+        return options
+
+    def _check_fits(self, beam_width: int) -> None:
+        """Refuse a beam whose buffers cannot fit in memory: per row and
+        beam, float32 logits, log-probs and candidates over the vocabulary,
+        and the attention history `(max_length, source length)`."""
+        memory = _available_memory()
+        if memory is None:
+            return
+        per_beam = 4 * (
+            3 * self.processor.target_vocab_size
+            + self.max_length * self.processor.max_length
+            + 3 * self.max_length
+        )
+        needed = self.batch_size * beam_width * per_beam
+        if needed > _MEMORY_FRACTION * memory:
+            budget = _MEMORY_FRACTION * memory
+            fits = int(budget // (self.batch_size * per_beam))
+            raise ValueError(
+                f"Invalid beam_width={beam_width}: decoding {self.batch_size} "
+                f"sentences at once would need about {needed / 2**30:.1f} "
+                f"GiB of buffers, more than half of this machine's "
+                f"{memory / 2**30:.1f} GiB; use beam_width <= {max(fits, 1)} "
+                "or a smaller batch_size."
+            )
+
+    def _decode(self, sentences, options: DecodingOptions) -> dict[str, list]:
+        """Translate `sentences`; per sentence: `n_best` texts and scores,
+        and of the best hypothesis the source ids (unpadded; `None` for a
+        sentence without words), tokens, length and attention."""
+        n, k = len(sentences), options.n_best
         out = {
-            "text": [""] * n,
-            "nonempty": [False] * n,
+            "texts": [[""] * k for _ in range(n)],
+            "scores": [[0.0] * k for _ in range(n)],
             "source_ids": [None] * n,
             "tokens": [None] * n,
             "lengths": [0] * n,
             "attention": [None] * n,
-            "scores": [0.0] * n,
         }
         if not n:
             return out
-        ids = self.processor.tokenize_ragged(sentences, "source")
+        ids = self.processor.source.tokenize_ragged(sentences)
         rows = [np.asarray(r, dtype="int32") for r in ids.to_list()]
         todo = [i for i, r in enumerate(rows) if len(r) > 2]
         for begin in range(0, len(todo), self.batch_size):
             chunk = todo[begin : begin + self.batch_size]
-            source = _pad_sources(
-                [rows[i] for i in chunk],
-                self.batch_size,
-                self.processor.max_length,
+            source = np.zeros(
+                (
+                    _row_bucket(len(chunk), self.batch_size),
+                    self.processor.max_length,
+                ),
+                dtype="int32",
             )
-            if method == "greedy":
-                result = self.inference.greedy(source)
-            elif method == "sample":
-                result = self.inference.sample(
-                    source, temperature=float(temperature), top_k=top_k
-                )
-            else:
-                result = self.inference.beam_search(
-                    source,
-                    beam_width=int(beam_width),
-                    length_penalty=float(length_penalty),
-                )
-            result = [keras.ops.convert_to_numpy(x) for x in result]
-            tokens, scores, _, attention, lengths = result
-            if method == "beam":  # the best hypothesis of each source
-                tokens, scores = tokens[:, 0], scores[:, 0]
-                attention, lengths = attention[:, 0], lengths[:, 0]
-            texts = self.processor.detokenize_target(tokens)
             for j, i in enumerate(chunk):
-                out["text"][i] = texts[j]
-                out["nonempty"][i] = True
-                out["source_ids"][i] = rows[i]
-                out["tokens"][i] = tokens[j]
-                out["lengths"][i] = int(lengths[j])
-                out["attention"][i] = attention[j]
-                out["scores"][i] = float(scores[j])
-        return out
-
-    # ---- evaluation ------------------------------------------------------
-
-    def evaluate(
-        self,
-        sources: Sequence[str],
-        references: Sequence[str],
-        *,
-        method: str = "greedy",
-        beam_width: int | None = None,
-        length_penalty: float | None = None,
-        temperature: float = 1.0,
-        top_k: int | None = None,
-    ) -> dict[str, Any]:
-        """Corpus BLEU and exact match on parallel sentences.
-
-        Pairs that share a source sentence (spa.txt has several
-        translations of many sentences) are grouped: the source is
-        translated once and scored against all its references. Scoring is
-        `corpus_scores`: sacrebleu's corpus BLEU (13a tokenisation) and exact
-        match, after `normalize_for_scoring` on both sides.
-
-        Args:
-            sources: source sentences, one per pair.
-            references: the reference translation of each pair.
-            method, beam_width, length_penalty, temperature, top_k: as in
-                `translate`.
-
-        Returns:
-            The dict of `corpus_scores` (`"bleu"`, `"exact_match"`,
-            `"sentences"` = distinct sources, `"references"`,
-            `"bleu_signature"`), plus `"method"`.
-
-        Raises:
-            ValueError: on lists of different lengths, no pairs, or invalid
-                options.
-        """
-        sources = _check_sentences(sources, "Translator.evaluate (sources)")
-        references = _check_sentences(
-            references, "Translator.evaluate (references)"
-        )
-        if len(sources) != len(references) or not sources:
-            raise ValueError(
-                "Translator.evaluate needs one reference per source and at "
-                f"least one pair; received {len(sources)} sources and "
-                f"{len(references)} references."
+                source[j, : len(rows[i])] = rows[i]
+            # Padding rows repeat the last sentence: they end when it does,
+            # so they never prolong the decoding loop.
+            source[len(chunk) :] = source[len(chunk) - 1]
+            result = decode(self.inference, source, options)
+            tokens, scores, _, attention, lengths = (
+                keras.ops.convert_to_numpy(x) for x in result
             )
-        grouped: dict[str, list[str]] = {}
-        for source, reference in zip(sources, references, strict=True):
-            grouped.setdefault(source, []).append(reference)
-        hypotheses = self.translate(
-            list(grouped),
-            method=method,
-            beam_width=beam_width,
-            length_penalty=length_penalty,
-            temperature=temperature,
-            top_k=top_k,
-        )
-        scores = corpus_scores(hypotheses, list(grouped.values()))
-        scores["method"] = method
-        return scores
+            if not options.beams:  # one hypothesis per source
+                tokens, scores = tokens[:, None], scores[:, None]
+                attention, lengths = attention[:, None], lengths[:, None]
+            texts = [
+                self.processor.target.detokenize(tokens[: len(chunk), b])
+                for b in range(k)
+            ]
+            for j, i in enumerate(chunk):
+                out["texts"][i] = [texts[b][j] for b in range(k)]
+                out["scores"][i] = [float(scores[j, b]) for b in range(k)]
+                out["source_ids"][i] = rows[i]
+                out["tokens"][i] = tokens[j, 0]
+                out["lengths"][i] = int(lengths[j, 0])
+                out["attention"][i] = attention[j, 0]
+        return out
 
     # ---- saving ----------------------------------------------------------
 
@@ -607,13 +462,13 @@ class Translator:
 
         Files: `model.keras` (the whole model, one file), the processor's
         `source_vocab.txt`, `target_vocab.txt` and `text_processor.json`,
-        and `translator.json` (decoding settings: `max_length`,
-        `beam_width`, `length_penalty`, `batch_size`, `seed`). Existing
+        and `translator.json` (`max_length`, `batch_size`,
+        `seed` and the default decoding options). Existing
         files of those names are overwritten.
 
         Crash-safe: every file is first written completely under a
         temporary name in `directory` (starting with
-        `.keras-nmt-tmp-`), flushed to disk, and only then renamed
+        `files.TEMP_PREFIX`), flushed to disk, and only then renamed
         over the real name (`os.replace`, atomic on POSIX and Windows),
         `translator.json` last. So a crash, a full disk or a kill while
         saving leaves each file either entirely old or entirely new, never
@@ -625,13 +480,13 @@ class Translator:
         """
         directory = pathlib.Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        remove_temporary_files(directory)
+        files.remove_temporary_files(directory)
         config = {
             "format_version": _FORMAT_VERSION,
             "model_file": MODEL_FILE,
             **self.get_config(),
         }
-        staging = _temporary_path(directory, "save")
+        staging = files.temporary_path(directory, "save")
         staging.mkdir()
         try:
             self.model.save(staging / MODEL_FILE)
@@ -644,9 +499,9 @@ class Translator:
             names = sorted(p.name for p in staging.iterdir())
             names.remove(CONFIG_FILE)
             for name in [*names, CONFIG_FILE]:
-                _fsync(staging / name)
+                files.fsync(staging / name)
                 os.replace(staging / name, directory / name)
-            _fsync_directory(directory)
+            files.fsync_directory(directory)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
 
@@ -689,6 +544,12 @@ class Translator:
                 f"Translator directory not found: '{directory}'; {expected}."
             )
         config_path = directory / CONFIG_FILE
+        if not config_path.is_file() and (directory / TRAINING_FILE).is_file():
+            raise TranslatorLoadError(
+                f"'{directory}' holds a training run that has not completed "
+                "an epoch yet, so it has no model to load. Let it finish, "
+                "or continue it with `keras-nmt train ... --resume`."
+            )
         if not config_path.is_file():
             raise FileNotFoundError(
                 f"No {CONFIG_FILE} in '{directory}'; {expected}."
@@ -749,235 +610,14 @@ class Translator:
             ) from error
         options = {
             key: config[key]
-            for key in (
-                "max_length",
-                "beam_width",
-                "length_penalty",
-                "batch_size",
-                "seed",
-            )
+            for key in ("max_length", "batch_size", "seed")
             if key in config
         }
         try:
-            return cls(model, processor, **options)
+            decoding = DecodingOptions.from_dict(config.get("decoding", {}))
+            return cls(model, processor, **options, **decoding.to_dict())
         except ValueError as error:
             raise TranslatorLoadError(
                 f"'{directory}' holds a model and a processor that do not "
                 f"fit together, or invalid settings: {error}"
             ) from None
-
-    # ---- export ----------------------------------------------------------
-
-    def export(self, path: str | os.PathLike) -> None:
-        """Write a SavedModel that translates strings with TensorFlow alone.
-
-        The SavedModel's signatures take a 1-D `tf.string` tensor of
-        sentences and return a 1-D `tf.string` tensor of translations, with
-        standardisation, vocabulary lookup, decoding and detokenisation all
-        in the graph: `"translate"` (greedy) and `"translate_beam"` (beam
-        search with this translator's `beam_width` and `length_penalty`).
-        Their outputs equal `translate(..., method="greedy")` and
-        `translate(..., method="beam")`. Loading needs TensorFlow and
-        tensorflow-text (whose ops the graph uses), not keras_nmt:
-
-        ```python
-        import tensorflow as tf
-        import tensorflow_text  # registers the text ops
-        reloaded = tf.saved_model.load(path)
-        reloaded.translate(tf.constant(["¿Dónde está Tom?"]))
-        ```
-
-        Crash-safe: the SavedModel is written into a temporary directory
-        next to `path` and renamed to `path` once complete; a previous
-        SavedModel at `path` is replaced only then. A crash leaves the old
-        SavedModel, the new one or none at `path`, never a partial one.
-
-        Args:
-            path: the SavedModel directory to write.
-
-        Raises:
-            RuntimeError: if the Keras backend is not TensorFlow.
-            ValueError: if `path` is a file, or a non-empty directory that
-                is not a SavedModel (it is never overwritten).
-        """
-        if keras.config.backend() != "tensorflow":
-            raise RuntimeError(
-                "Translator.export writes a TensorFlow SavedModel and needs "
-                "the TensorFlow backend; the current Keras backend is "
-                f"{keras.config.backend()!r}. Run with "
-                "KERAS_BACKEND=tensorflow (load the translator there with "
-                "Translator.load and export it)."
-            )
-        path = pathlib.Path(path)
-        if path.is_file() or (
-            path.is_dir()
-            and any(path.iterdir())
-            and not (path / "saved_model.pb").is_file()
-        ):
-            raise ValueError(
-                f"Cannot export to '{path}': it exists and is not a "
-                "SavedModel directory, so it is not overwritten. Choose a "
-                "new path (or an existing SavedModel directory to replace)."
-            )
-        path.parent.mkdir(parents=True, exist_ok=True)
-        remove_temporary_files(path.parent, path.name)
-        archive = keras.export.ExportArchive()
-        archive.track(self.inference.model)
-        archive.track(self.processor)
-        spec = [tf.TensorSpec([None], tf.string, name="sentences")]
-        archive.add_endpoint(
-            "translate", self._graph_translate("greedy"), input_signature=spec
-        )
-        archive.add_endpoint(
-            "translate_beam",
-            self._graph_translate("beam"),
-            input_signature=spec,
-        )
-        staging = _temporary_path(path.parent, path.name)
-        staging.mkdir()
-        try:
-            archive.write_out(str(staging), verbose=False)
-            _replace_directory(staging, path)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-
-    def _graph_translate(self, method: str):
-        """The in-graph `sentences -> translations` for `export`: the same
-        steps (and padded shapes) as `_decode`."""
-        processor = self.processor
-        inference = self.inference
-        beam_width, length_penalty = self.beam_width, self.length_penalty
-
-        def translate(sentences):
-            ids = processor.tokenize_ragged(sentences, "source")
-            nonempty = ids.row_lengths() > 2
-            indices = tf.where(nonempty)[:, 0]
-            source = tf.gather(ids, indices).to_tensor(
-                0, shape=[None, processor.max_length]
-            )
-            if method == "beam":
-                tokens = inference.beam_search(
-                    source, beam_width=beam_width, length_penalty=length_penalty
-                ).tokens[:, 0]
-            else:
-                tokens = inference.greedy(source).tokens
-            text = processor.detokenize_target_tensor(tokens)
-            return tf.tensor_scatter_nd_update(
-                tf.fill(tf.shape(sentences), ""), indices[:, None], text
-            )
-
-        return translate
-
-
-# ---- crash-safe writes ------------------------------------------------------
-# Shared by Translator.save/export and train_translator: a file is written
-# completely under a temporary name in the same directory, flushed, then
-# renamed over the real name with os.replace (atomic), so a reader never sees
-# a half-written file under the real name.
-
-
-def _fsync(path: pathlib.Path) -> None:
-    with open(path, "rb") as f:
-        os.fsync(f.fileno())
-
-
-def _fsync_directory(directory: pathlib.Path) -> None:
-    """Make renames in `directory` durable (POSIX; a no-op elsewhere)."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _temporary_path(directory, name: str, suffix: str = "") -> pathlib.Path:
-    """A new name in `directory` for what becomes `name` once complete
-    (created by the caller, so it gets the usual permissions)."""
-    unique = uuid.uuid4().hex[:12]
-    return pathlib.Path(directory) / f"{TEMP_PREFIX}{name}-{unique}{suffix}"
-
-
-def write_atomically(path, write, suffix: str = "") -> None:
-    """Crash-safe `write(path)`: never a partial file at `path`.
-
-    Calls `write(temporary)` with a new path in the same directory (named
-    `TEMP_PREFIX + path.stem + "-..." + suffix`), flushes the file to disk,
-    then renames it over `path` with `os.replace`, which is atomic: readers
-    see the old file or the new one, whole. On an error the temporary file
-    is deleted and the error raised.
-
-    Args:
-        path: the file to write.
-        write: a function that writes the file at the path it is given.
-        suffix: the ending the writer needs (e.g. `".keras"`).
-    """
-    path = pathlib.Path(path)
-    temporary = _temporary_path(path.parent, path.stem, suffix)
-    try:
-        write(temporary)
-        _fsync(temporary)
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-    _fsync_directory(path.parent)
-
-
-def save_model_atomically(model: keras.Model, path: str | os.PathLike) -> None:
-    """`model.save(path)` (a `.keras` file) that never leaves a partial file
-    at `path`: the previous file stays until the new one is complete."""
-    write_atomically(path, model.save, suffix=".keras")
-
-
-def write_text_atomically(path: str | os.PathLike, text: str) -> None:
-    """Write UTF-8 `text` to `path` through a temporary file and a rename."""
-    write_atomically(
-        path, lambda p: p.write_text(text, encoding="utf-8"), suffix=".tmp"
-    )
-
-
-def remove_temporary_files(
-    directory: str | os.PathLike, name: str | None = None
-) -> None:
-    """Delete what interrupted crash-safe writes left in `directory`: every
-    entry named `TEMP_PREFIX...`, or only `TEMP_PREFIX + name + "-..."`."""
-    directory = pathlib.Path(directory)
-    if not directory.is_dir():
-        return
-    prefix = TEMP_PREFIX if name is None else f"{TEMP_PREFIX}{name}-"
-    for entry in directory.iterdir():
-        if not entry.name.startswith(prefix):
-            continue
-        if entry.is_dir() and not entry.is_symlink():
-            shutil.rmtree(entry, ignore_errors=True)
-        else:
-            entry.unlink(missing_ok=True)
-
-
-def _replace_directory(new: pathlib.Path, path: pathlib.Path) -> None:
-    """Rename the complete directory `new` to `path`, replacing (and then
-    deleting) a previous `path`."""
-    if path.exists():
-        old = path.parent / f"{TEMP_PREFIX}{path.name}-old-{uuid.uuid4().hex}"
-        os.replace(path, old)
-        os.replace(new, path)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(new, path)
-    _fsync_directory(path.parent)
-
-
-def _pad_sources(rows: list[np.ndarray], batch: int, length: int) -> np.ndarray:
-    """Token rows -> int32 `(batch, length)`, zero-padded on the right, and
-    filled up to `batch` rows with copies of the last row (which end when it
-    does, so they never prolong the decoding loop)."""
-    source = np.zeros((batch, length), dtype="int32")
-    for i in range(batch):
-        row = rows[min(i, len(rows) - 1)]
-        source[i, : len(row)] = row
-    return source

@@ -31,18 +31,25 @@ compiles whole with `compile_decoding`:
   at their end token.
 
 All three return a `Decoded(tokens, scores, log_probs, attention, lengths)`.
+
+`DecodingOptions` names a method and validates its options once; `decode`
+runs it on a `keras_nmt.seq2seq.Seq2SeqInference`. The names are imported
+on first use, so `keras_nmt.decoding.methods` loads without Keras.
 """
 
-from keras_nmt.decoding.beam_search import beam_search
-from keras_nmt.decoding.compile import compile_decoding
-from keras_nmt.decoding.decoded import Decoded
-from keras_nmt.decoding.greedy import greedy_search
-from keras_nmt.decoding.sampling import sample
+from keras_nmt import lazy
 
-__all__ = [
-    "Decoded",
-    "beam_search",
-    "compile_decoding",
-    "greedy_search",
-    "sample",
-]
+_EXPORTS = {
+    "DecodingOptions": "keras_nmt.decoding.methods",
+    "Decoded": "keras_nmt.decoding.decoded",
+    "METHODS": "keras_nmt.decoding.methods",
+    "beam_search": "keras_nmt.decoding.beam_search",
+    "compile_decoding": "keras_nmt.decoding.compile",
+    "decode": "keras_nmt.decoding.methods",
+    "greedy_search": "keras_nmt.decoding.greedy",
+    "sample": "keras_nmt.decoding.sampling",
+}
+
+__all__ = sorted(_EXPORTS)
+
+__getattr__, __dir__ = lazy.attach(__name__, _EXPORTS)

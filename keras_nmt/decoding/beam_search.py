@@ -5,7 +5,7 @@ import numbers
 from keras import ops
 from keras import tree
 
-from keras_nmt.decoding import _loop
+from keras_nmt.decoding import loop
 
 
 def _length_penalty(lengths, alpha):
@@ -104,10 +104,10 @@ def beam_search(
     (2, 3, 4)
     """
     caller = "beam_search"
-    max_length = _loop.check_int(caller, "max_length", max_length, 1)
-    beam_width = _loop.check_int(caller, "beam_width", beam_width, 1)
-    end_token = _loop.check_token_id(caller, "end_token", end_token, True)
-    pad_token = _loop.check_token_id(caller, "pad_token", pad_token)
+    max_length = loop.check_int(caller, "max_length", max_length, 1)
+    beam_width = loop.check_int(caller, "beam_width", beam_width, 1)
+    end_token = loop.check_token_id(caller, "end_token", end_token, True)
+    pad_token = loop.check_token_id(caller, "pad_token", pad_token)
     if (
         isinstance(length_penalty, bool)
         or not isinstance(length_penalty, numbers.Real)
@@ -119,7 +119,7 @@ def beam_search(
             f"length_penalty={length_penalty!r}."
         )
     alpha = float(length_penalty)
-    start_tokens, state, constants = _loop.prepare_inputs(
+    start_tokens, state, constants = loop.prepare_inputs(
         caller, start_tokens, state, constants
     )
     batch = ops.shape(start_tokens)[0]
@@ -130,11 +130,11 @@ def beam_search(
 
     def unfold(x):
         """`(batch * width, ...)` -> `(batch, width, ...)`."""
-        return ops.reshape(x, (batch, width, *_loop.trailing_shape(x)))
+        return ops.reshape(x, (batch, width, *loop.trailing_shape(x)))
 
     def fold(x):
         """`(batch, width, ...)` -> `(batch * width, ...)`."""
-        return ops.reshape(x, (-1, *_loop.trailing_shape(x)[1:]))
+        return ops.reshape(x, (-1, *loop.trailing_shape(x)[1:]))
 
     def init(logits, attention):
         # Beam 0 of every source is open; the others start finished at -inf,
@@ -144,7 +144,7 @@ def beam_search(
         return {
             "tokens": ops.full((batch, width, max_length), pad_token, "int32"),
             "attention": ops.zeros(
-                (batch, width, max_length, *_loop.trailing_shape(attention)),
+                (batch, width, max_length, *loop.trailing_shape(attention)),
                 "float32",
             ),
             "scores": ops.where(first, 0.0, float("-inf")),
@@ -194,7 +194,7 @@ def beam_search(
 
         def follow(x):
             """Reorders `(batch, width, ...)` along the chosen beams."""
-            indices = _loop.expand_to(beams, x)
+            indices = loop.expand_to(beams, x)
             return ops.take_along_axis(x, indices, axis=1)
 
         was_finished = follow(finished)
@@ -205,17 +205,17 @@ def beam_search(
             )
         attention = follow(unfold(attention))
         attention = ops.where(
-            _loop.expand_to(ops.logical_not(was_finished), attention),
+            loop.expand_to(ops.logical_not(was_finished), attention),
             attention,
             0.0,
         )
         rows = ops.expand_dims(ops.arange(batch, dtype="int32") * width, -1)
         rows = ops.reshape(rows + beams, (-1,))
         carry = {
-            "tokens": _loop.write_at(
+            "tokens": loop.write_at(
                 follow(carry["tokens"]), index, tokens, axis=2
             ),
-            "attention": _loop.write_at(
+            "attention": loop.write_at(
                 follow(carry["attention"]), index, attention, axis=2
             ),
             "scores": scores,
@@ -228,7 +228,7 @@ def beam_search(
         state = tree.map_structure(lambda x: ops.take(x, rows, axis=0), state)
         return carry, fold(tokens), state
 
-    return _loop.run_loop(
+    return loop.run_loop(
         caller,
         step_fn,
         repeat(start_tokens),

@@ -2,7 +2,7 @@
 
 from keras import ops
 
-from keras_nmt.decoding import _loop
+from keras_nmt.decoding import loop
 
 
 def greedy_search(
@@ -67,19 +67,19 @@ def greedy_search(
     (2, 4)
     """
     caller = "greedy_search"
-    max_length = _loop.check_int(caller, "max_length", max_length, 1)
-    end_token = _loop.check_token_id(caller, "end_token", end_token, True)
-    pad_token = _loop.check_token_id(caller, "pad_token", pad_token)
-    start_tokens, state, constants = _loop.prepare_inputs(
+    max_length = loop.check_int(caller, "max_length", max_length, 1)
+    end_token = loop.check_token_id(caller, "end_token", end_token, True)
+    pad_token = loop.check_token_id(caller, "pad_token", pad_token)
+    start_tokens, state, constants = loop.prepare_inputs(
         caller, start_tokens, state, constants
     )
 
     def choose(logits, index):
         tokens = ops.cast(ops.argmax(logits, axis=-1), "int32")
-        log_probs = _loop.take_token(_loop.log_softmax(logits), tokens)
+        log_probs = loop.take_token(loop.log_softmax(logits), tokens)
         return tokens, log_probs, log_probs
 
-    return _loop.decode_rows(
+    return loop.decode_rows(
         caller,
         step_fn,
         start_tokens,

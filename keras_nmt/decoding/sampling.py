@@ -5,7 +5,7 @@ import numbers
 import keras
 from keras import ops
 
-from keras_nmt.decoding import _loop
+from keras_nmt.decoding import loop
 
 
 def sample(
@@ -84,9 +84,9 @@ def sample(
     (2, 4)
     """
     caller = "sample"
-    max_length = _loop.check_int(caller, "max_length", max_length, 1)
-    end_token = _loop.check_token_id(caller, "end_token", end_token, True)
-    pad_token = _loop.check_token_id(caller, "pad_token", pad_token)
+    max_length = loop.check_int(caller, "max_length", max_length, 1)
+    end_token = loop.check_token_id(caller, "end_token", end_token, True)
+    pad_token = loop.check_token_id(caller, "pad_token", pad_token)
     if isinstance(temperature, bool) or not isinstance(
         temperature, numbers.Real
     ):
@@ -101,9 +101,9 @@ def sample(
             "step (the limit temperature -> 0), use `greedy_search`."
         )
     if top_k is not None:
-        top_k = _loop.check_int(caller, "top_k", top_k, 1)
+        top_k = loop.check_int(caller, "top_k", top_k, 1)
     temperature = float(temperature)
-    start_tokens, state, constants = _loop.prepare_inputs(
+    start_tokens, state, constants = loop.prepare_inputs(
         caller, start_tokens, state, constants
     )
 
@@ -135,7 +135,7 @@ def sample(
         if top_k is not None:
             kth_largest = ops.top_k(scaled, top_k)[0][:, -1:]
             scaled = ops.where(scaled >= kth_largest, scaled, float("-inf"))
-        sampled_log_probs = _loop.log_softmax(scaled)
+        sampled_log_probs = loop.log_softmax(scaled)
         cumulative = ops.cumsum(ops.exp(sampled_log_probs), axis=-1)
         # Inverse CDF: the token is the number of cumulative probabilities
         # below u (scaled by the total, which float rounding keeps near 1).
@@ -146,11 +146,11 @@ def sample(
         tokens = ops.minimum(tokens, ops.shape(logits)[-1] - 1)
         return (
             tokens,
-            _loop.take_token(sampled_log_probs, tokens),
-            _loop.take_token(_loop.log_softmax(logits), tokens),
+            loop.take_token(sampled_log_probs, tokens),
+            loop.take_token(loop.log_softmax(logits), tokens),
         )
 
-    return _loop.decode_rows(
+    return loop.decode_rows(
         caller,
         step_fn,
         start_tokens,

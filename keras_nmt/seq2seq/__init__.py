@@ -1,19 +1,21 @@
-"""RNN encoder-decoder with attention, for the functional API."""
+"""RNN encoder-decoder with attention, for the functional API.
 
-from keras_nmt.seq2seq.decoder import AttentionDecoder
-from keras_nmt.seq2seq.encoder import Encoder
-from keras_nmt.seq2seq.inference import Seq2SeqInference
-from keras_nmt.seq2seq.model import MaskedAccuracy
-from keras_nmt.seq2seq.model import attention_model
-from keras_nmt.seq2seq.model import build_seq2seq
-from keras_nmt.seq2seq.model import compile_seq2seq
+The names below are imported on first use; `keras_nmt.seq2seq.options`
+(the named choices) imports no Keras.
+"""
 
-__all__ = [
-    "AttentionDecoder",
-    "Encoder",
-    "MaskedAccuracy",
-    "Seq2SeqInference",
-    "attention_model",
-    "build_seq2seq",
-    "compile_seq2seq",
-]
+from keras_nmt import lazy
+
+_EXPORTS = {
+    "AttentionDecoder": "keras_nmt.seq2seq.decoder",
+    "Encoder": "keras_nmt.seq2seq.encoder",
+    "MaskedAccuracy": "keras_nmt.seq2seq.model",
+    "Seq2SeqInference": "keras_nmt.seq2seq.inference",
+    "attention_model": "keras_nmt.seq2seq.model",
+    "build_seq2seq": "keras_nmt.seq2seq.model",
+    "compile_seq2seq": "keras_nmt.seq2seq.model",
+}
+
+__all__ = sorted(_EXPORTS)
+
+__getattr__, __dir__ = lazy.attach(__name__, _EXPORTS)

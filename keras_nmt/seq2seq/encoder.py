@@ -1,14 +1,8 @@
 import keras
 from keras import ops
 
-from keras_nmt.seq2seq.recurrence import CELLS
-
-
-def _check_cell(owner, cell):
-    if cell not in CELLS:
-        raise ValueError(
-            f"{owner}: `cell` must be one of {CELLS}. Received: cell={cell!r}."
-        )
+from keras_nmt.seq2seq.options import CELLS
+from keras_nmt.seq2seq.options import check_choice
 
 
 @keras.saving.register_keras_serializable(package="keras_nmt")
@@ -60,7 +54,7 @@ class Encoder(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        _check_cell("Encoder", cell)
+        check_choice("Encoder", "cell", cell, CELLS)
         if units % 2:
             raise ValueError(
                 "Encoder: `units` must be even (units // 2 per direction of "

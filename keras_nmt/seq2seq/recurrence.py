@@ -15,8 +15,6 @@ outside any `call` (one-token decoding), where the variables read as float32.
 
 from keras import ops
 
-CELLS = ("lstm", "gru")
-
 
 def state_size(cell_kind):
     """Number of state tensors of a cell: LSTM (h, c), GRU (h,)."""

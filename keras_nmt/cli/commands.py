@@ -1,0 +1,245 @@
+"""What each `keras-nmt` command does, once its arguments are parsed.
+
+Imported only after parsing, so TensorFlow loads only for a command that
+runs; each command imports what it needs.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import sys
+import time
+
+from keras_nmt.cli.parser import options_from
+from keras_nmt.decoding.methods import DecodingOptions
+from keras_nmt.training.settings import TrainingSettings
+
+# The train/validation/test split of `train` and `evaluate --split`.
+FRACTIONS = (0.8, 0.1, 0.1)
+
+
+class CommandError(Exception):
+    """A user error found by the command line itself (one-line message)."""
+
+
+def _read_split(args, seed: int) -> tuple:
+    """The pairs of `--data`, and their train/validation/test split."""
+    from keras_nmt import text
+
+    pairs = text.read_pairs(
+        args.data, reverse=args.reverse, max_pairs=args.max_pairs
+    )
+    return pairs, text.split_pairs(pairs, fractions=FRACTIONS, seed=seed)
+
+
+def _needs_tensorflow(option: str) -> None:
+    import keras
+
+    if keras.config.backend() != "tensorflow":
+        raise CommandError(
+            f"{option} needs the TensorFlow backend; the Keras backend is "
+            f"{keras.config.backend()!r}. Run with KERAS_BACKEND=tensorflow."
+        )
+
+
+def _split_cpu(devices: int) -> None:
+    """Make TensorFlow see `devices` logical CPUs (to try a multi-device
+    strategy without GPUs). Only possible before TensorFlow initialises its
+    runtime, i.e. before anything has run a TensorFlow op."""
+    _needs_tensorflow("--cpu-devices")
+    import tensorflow as tf
+
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    try:
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration()] * devices
+        )
+    except RuntimeError:
+        current = len(tf.config.list_logical_devices("CPU"))
+        if current != devices:
+            raise CommandError(
+                f"--cpu-devices {devices}: TensorFlow has already "
+                f"initialised its devices ({current} logical CPU(s)) in "
+                "this process, so the CPU can no longer be split. Pass "
+                "--cpu-devices to a new `keras-nmt train` process."
+            ) from None
+
+
+def _strategy(name: str):
+    """`None` (Keras' default: one device) or a `MirroredStrategy` over the
+    visible GPUs, else over the logical CPUs."""
+    if name == "default":
+        return None
+    _needs_tensorflow(f"--strategy {name}")
+    import tensorflow as tf
+
+    devices = tf.config.list_logical_devices("GPU")
+    devices = devices or tf.config.list_logical_devices("CPU")
+    names = [device.name for device in devices]
+    strategy = tf.distribute.MirroredStrategy(names)
+    print(
+        f"MirroredStrategy: {strategy.num_replicas_in_sync} replica(s) on "
+        f"{', '.join(names)}",
+        flush=True,
+    )
+    return strategy
+
+
+def train(args) -> int:
+    settings = options_from(args, TrainingSettings)
+    # First: splitting the CPU must happen before TensorFlow's first op.
+    if args.cpu_devices is not None:
+        _split_cpu(args.cpu_devices)
+    from keras_nmt.training.trainer import train_translator
+
+    strategy = _strategy(args.strategy)
+    pairs, (train_pairs, validation, test) = _read_split(args, settings.seed)
+    print(
+        f"{len(pairs)} pairs from {args.data}: {len(train_pairs)} train, "
+        f"{len(validation)} validation, {len(test)} test (seed "
+        f"{settings.seed})",
+        flush=True,
+    )
+    start = time.perf_counter()
+    translator = train_translator(
+        train_pairs,
+        validation,
+        args.out,
+        settings,
+        resume=args.resume,
+        overwrite=args.overwrite,
+        strategy=strategy,
+        verbose=args.verbose,
+    )
+    seconds = time.perf_counter() - start
+    print(f"Trained in {seconds:.0f} s; best model saved to {args.out}")
+    if len(validation):
+        scores = translator.evaluate(validation.sources, validation.targets)
+        print(
+            f"Validation BLEU {scores['bleu']:.2f}, exact match "
+            f"{scores['exact_match']:.1f}% ({scores['sentences']} sentences, "
+            "greedy)"
+        )
+    return 0
+
+
+def _load_translator(args):
+    from keras_nmt.translator import Translator
+
+    translator = Translator.load(args.model)
+    if getattr(args, "batch_size", None) is not None:
+        translator.batch_size = args.batch_size
+    translator.options = options_from(
+        args, DecodingOptions, base=translator.options
+    )
+    # Refuse options that cannot work with this model before reading input.
+    translator.translate([])
+    return translator
+
+
+def translate(args) -> int:
+    from keras_nmt.cli.streaming import translate_stream
+
+    if args.plot is not None and not args.text:
+        raise CommandError("--plot needs at least one TEXT to translate.")
+    translator = _load_translator(args)
+    if not args.text:
+        return translate_stream(translator, args)
+    sentences = list(args.text)
+    lines = translator.translate(sentences)
+    if args.plot is not None:
+        lines[0] = _plot(translator, sentences[0], args.plot)
+    for line in lines:
+        print(line)
+    if args.plot is not None:
+        print(f"Attention map written to {args.plot}", file=sys.stderr)
+    return 0
+
+
+def _plot(translator, sentence: str, path: str) -> str:
+    """Write the attention heatmap of `sentence`; returns its translation
+    (the same as `translate`, except for a new draw of `sample`)."""
+    from keras_nmt.files import write_atomically
+    from keras_nmt.plotting import plot_attention
+
+    result = translator.translate_with_attention(sentence)
+    if not result.target_tokens:
+        raise CommandError(
+            f"--plot: {sentence!r} has no words to translate, so it has no "
+            "attention map."
+        )
+    figure = plot_attention(
+        result.attention,
+        result.source_tokens,
+        result.target_tokens,
+        title=result.text,
+    )
+    suffix = pathlib.Path(path).suffix
+    write_atomically(
+        path,
+        lambda p: figure.savefig(p, dpi=120, format=suffix[1:] or None),
+        suffix=suffix,
+    )
+    return result.text
+
+
+def evaluate(args) -> int:
+    translator = _load_translator(args)
+    pairs, splits = _read_split(args, args.seed)
+    part = pairs if args.split == "all" else getattr(splits, args.split)
+    if not len(part):
+        raise CommandError(
+            f"The {args.split} split of {args.data} is empty (seed "
+            f"{args.seed}); use --split all or a larger file."
+        )
+    scores = translator.evaluate(part.sources, part.targets)
+    scores.update(
+        {
+            "model": str(args.model),
+            "data": str(args.data),
+            "split": args.split,
+            "pairs": len(part),
+        }
+    )
+    print(f"BLEU         {scores['bleu']:.2f}")
+    print(
+        f"exact match  {scores['exact_match']:.2f}% of "
+        f"{scores['sentences']} sentences ({len(part)} pairs, "
+        f"{args.split}, {scores['method']})"
+    )
+    print(f"sacrebleu    {scores['bleu_signature']}")
+    if args.json is not None:
+        from keras_nmt.files import write_text_atomically
+
+        write_text_atomically(args.json, json.dumps(scores, indent=2) + "\n")
+        print(f"Scores written to {args.json}")
+    return 0
+
+
+def export(args) -> int:
+    from keras_nmt.export import export_saved_model
+    from keras_nmt.translator import Translator
+
+    export_saved_model(Translator.load(args.model), args.out)
+    print(
+        f"SavedModel written to {args.out}: signatures 'translate' (greedy) "
+        "and 'translate_beam', tf.string -> tf.string"
+    )
+    return 0
+
+
+def demo(args) -> int:
+    from keras_nmt.demo import run_demo
+
+    run_demo(args.out, epochs=args.epochs, max_pairs=args.max_pairs, verbose=2)
+    return 0
+
+
+COMMANDS = {
+    "train": train,
+    "translate": translate,
+    "evaluate": evaluate,
+    "export": export,
+    "demo": demo,
+}

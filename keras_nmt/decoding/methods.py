@@ -1,0 +1,111 @@
+"""Decoding methods by name, and their options, checked once.
+
+Every caller that decodes a trained model (the `Translator`, the command
+line, the SavedModel export) names a method and its options through one
+`DecodingOptions` and runs it with `decode`. This module imports no Keras,
+so the command line can offer the choices without loading TensorFlow.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+from keras_nmt.options import Options
+from keras_nmt.options import choice
+from keras_nmt.options import integer
+from keras_nmt.options import number
+from keras_nmt.options import option
+
+
+@dataclasses.dataclass(frozen=True)
+class Method:
+    """A decoding method of `Seq2SeqInference`.
+
+    Attributes:
+        name: the name users pass (`"greedy"`, `"sample"`, `"beam"`).
+        run: `(inference, source_tokens, options) -> Decoded`.
+        uses: the `DecodingOptions` fields it reads.
+        beams: whether its `Decoded` has a beam axis.
+    """
+
+    name: str
+    run: Callable
+    uses: tuple[str, ...] = ()
+    beams: bool = False
+
+
+METHODS = {
+    method.name: method
+    for method in (
+        Method("greedy", lambda inference, source, o: inference.greedy(source)),
+        Method(
+            "sample",
+            lambda inference, source, o: inference.sample(
+                source, temperature=o.temperature, top_k=o.top_k
+            ),
+            uses=("temperature", "top_k"),
+        ),
+        Method(
+            "beam",
+            lambda inference, source, o: inference.beam_search(
+                source, beam_width=o.beam_width, length_penalty=o.length_penalty
+            ),
+            uses=("beam_width", "length_penalty", "n_best"),
+            beams=True,
+        ),
+    )
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class DecodingOptions(Options):
+    """How to decode: a method of `METHODS` and its options.
+
+    Example:
+
+    >>> DecodingOptions(method="beam", beam_width=4).n_best
+    1
+    """
+
+    method: str = option("greedy", "decoding method", choice(METHODS))
+    beam_width: int = option(5, "hypotheses kept by beam search", integer())
+    length_penalty: float = option(
+        0.6, "GNMT length penalty alpha of beam search (0: none)", number()
+    )
+    temperature: float = option(
+        1.0, "sampling temperature", number(0.0, above=True)
+    )
+    top_k: int | None = option(
+        None,
+        "sample among the K most probable tokens (default: all)",
+        integer(optional=True),
+        metavar="K",
+    )
+    n_best: int = option(
+        1, "hypotheses returned per sentence (beam search)", integer()
+    )
+
+    def check_together(self) -> None:
+        if self.n_best > 1 and self.method != "beam":
+            raise ValueError(
+                f"Invalid n_best={self.n_best} with method={self.method!r}; "
+                "several hypotheses per sentence come from beam search: use "
+                "method='beam'."
+            )
+        if self.n_best > self.beam_width:
+            raise ValueError(
+                f"Invalid n_best={self.n_best} with beam_width="
+                f"{self.beam_width}; beam search keeps beam_width "
+                "hypotheses, so n_best must be <= beam_width."
+            )
+
+    @property
+    def beams(self) -> bool:
+        return METHODS[self.method].beams
+
+
+def decode(inference, source_tokens, options: DecodingOptions):
+    """Run `options.method` of a `Seq2SeqInference` on int sources
+    `(B, Ts)`; returns its `Decoded` (with a beam axis for beam search)."""
+    return METHODS[options.method].run(inference, source_tokens, options)

@@ -1,0 +1,133 @@
+"""`TrainingSettings`: every setting of a training run, in one place.
+
+The Python function (`train_translator`), the `keras-nmt train` flags, the
+resume check, the run's `training.json` and the demo all derive from this
+one frozen dataclass: each field holds its default, its help line and its
+check. Plain Python: no Keras, no TensorFlow.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from keras_nmt.options import Options
+from keras_nmt.options import choice
+from keras_nmt.options import flag
+from keras_nmt.options import integer
+from keras_nmt.options import number
+from keras_nmt.options import option
+from keras_nmt.seq2seq.options import ATTENTIONS
+from keras_nmt.seq2seq.options import CELLS
+from keras_nmt.seq2seq.options import STYLES
+
+# Fields a resumed run may change (the others must equal the run's).
+MAY_CHANGE_ON_RESUME = "may change on resume"
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingSettings(Options):
+    """The model and training settings of `train_translator`.
+
+    Example:
+
+    >>> settings = TrainingSettings(style="luong", cell="gru")
+    >>> settings.replace(epochs=3).epochs
+    3
+    """
+
+    # The model.
+    attention: str = option(
+        "bahdanau", "attention score", choice(ATTENTIONS)
+    )
+    style: str = option("bahdanau", "decoder style", choice(STYLES))
+    cell: str = option("lstm", "RNN cell", choice(CELLS))
+    input_feeding: bool = option(
+        False,
+        "Luong style: feed the attentional vector to the next step",
+        flag(),
+    )
+    embedding_dim: int = option(128, "token embedding size", integer())
+    units: int = option(
+        256,
+        "decoder state size (even: the encoder has units/2 per direction)",
+        integer(minimum=2),
+    )
+    dropout: float = option(0.0, "dropout rate", number(below=1.0))
+    # The data.
+    max_length: int = option(
+        32,
+        "longest token sequence, [START] and [END] included; also the most "
+        "tokens generated",
+        integer(minimum=3),
+    )
+    max_vocab: int | None = option(
+        None,
+        "vocabulary size per language (default: every word)",
+        integer(minimum=4, optional=True),
+        metavar="N",
+    )
+    # The optimisation.
+    epochs: int = option(
+        10,
+        "training epochs in all (also when resuming)",
+        integer(),
+        resume=MAY_CHANGE_ON_RESUME,
+    )
+    batch_size: int = option(
+        64, "pairs per batch (over all devices)", integer()
+    )
+    learning_rate: float = option(
+        1e-3, "Adam learning rate", number(0.0, above=True)
+    )
+    seed: int = option(
+        0, "seed of the weights, the data order and dropout", integer(0)
+    )
+    mixed_precision: bool = option(
+        False,
+        "16-bit computations with float32 weights: mixed_bfloat16 "
+        "(mixed_float16 on a GPU)",
+        flag(),
+    )
+    backup_every: int = option(
+        50,
+        "back up the training state every N steps and at the end of each "
+        "epoch; an interrupted run loses at most N steps (0: at the end of "
+        "each epoch only)",
+        integer(0),
+        metavar="N",
+        resume=MAY_CHANGE_ON_RESUME,
+    )
+
+    def check_together(self) -> None:
+        if self.units % 2:
+            raise ValueError(
+                f"Invalid units={self.units}; expected an even number (the "
+                "bidirectional encoder has units/2 per direction)."
+            )
+        if self.input_feeding and self.style != "luong":
+            raise ValueError(
+                "input_feeding=True needs style='luong' (it feeds Luong's "
+                f"attentional vector); received style={self.style!r}."
+            )
+
+    @classmethod
+    def fixed_on_resume(cls) -> tuple[str, ...]:
+        """The fields a resumed run must keep."""
+        return tuple(
+            field.name
+            for field in dataclasses.fields(cls)
+            if field.metadata.get("resume") != MAY_CHANGE_ON_RESUME
+        )
+
+    def model_arguments(self) -> dict:
+        """The keyword arguments of `keras_nmt.seq2seq.build_seq2seq`."""
+        names = (
+            "attention",
+            "style",
+            "cell",
+            "input_feeding",
+            "embedding_dim",
+            "units",
+            "dropout",
+        )
+        return {name: getattr(self, name) for name in names}
