@@ -96,7 +96,7 @@ def _translate(name, model, processor, sources, batch_size=256):
     out = []
     for i in range(0, len(sources), batch_size):
         tokens = keras.ops.convert_to_numpy(
-            processor.tokenize_source(sources[i : i + batch_size])
+            processor.source.tokenize(sources[i : i + batch_size])
         )
         ids = baseline_greedy(
             model,
@@ -105,7 +105,7 @@ def _translate(name, model, processor, sources, batch_size=256):
             processor.end_id,
             processor.max_length,
         )
-        out.extend(processor.detokenize_target(ids))
+        out.extend(processor.target.detokenize(ids))
     return out
 
 

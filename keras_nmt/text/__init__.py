@@ -11,7 +11,10 @@ Typical use, Spanish -> English on the embedded demo corpus:
 >>> (source, target_in), target_out = next(iter(ds))
 """
 
+from keras_nmt.text.dataset import TokenizedPairs
+from keras_nmt.text.dataset import length_buckets
 from keras_nmt.text.dataset import make_dataset
+from keras_nmt.text.dataset import tokenize_pairs
 from keras_nmt.text.pairs import DATA_ENV_VAR
 from keras_nmt.text.pairs import SPA_ENG_URL
 from keras_nmt.text.pairs import DataFormatError
@@ -29,9 +32,10 @@ from keras_nmt.text.standardize import UNK_TOKEN
 from keras_nmt.text.standardize import add_start_end
 from keras_nmt.text.standardize import join_tokens
 from keras_nmt.text.standardize import standardize
-from keras_nmt.text.text_processor import RESERVED_TOKENS
 from keras_nmt.text.text_processor import TextProcessor
-from keras_nmt.text.text_processor import build_vocabulary
+from keras_nmt.text.vocabulary import RESERVED_TOKENS
+from keras_nmt.text.vocabulary import Vocabulary
+from keras_nmt.text.vocabulary import build_vocabulary
 
 __all__ = [
     "DATA_ENV_VAR",
@@ -45,9 +49,12 @@ __all__ = [
     "PairSplits",
     "SentencePairs",
     "TextProcessor",
+    "TokenizedPairs",
+    "Vocabulary",
     "add_start_end",
     "build_vocabulary",
     "join_tokens",
+    "length_buckets",
     "load_demo_pairs",
     "load_spa_eng",
     "make_dataset",
@@ -55,4 +62,5 @@ __all__ = [
     "spa_eng_path",
     "split_pairs",
     "standardize",
+    "tokenize_pairs",
 ]

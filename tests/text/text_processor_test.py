@@ -1,18 +1,14 @@
 import json
 import pathlib
-import random
-import warnings
 
-import hypothesis
 import numpy as np
 import pytest
 import tensorflow as tf
-from hypothesis import strategies as st
 
 from keras_nmt.text.pairs import read_pairs
-from keras_nmt.text.standardize import standardize
 from keras_nmt.text.text_processor import TextProcessor
-from keras_nmt.text.text_processor import build_vocabulary
+from keras_nmt.text.vocabulary import Vocabulary
+from keras_nmt.text.vocabulary import build_vocabulary
 
 FIXTURE = pathlib.Path(__file__).parent.parent / "data" / "spa-eng-fixture.tsv"
 RESERVED = ["", "[UNK]", "[START]", "[END]"]
@@ -30,36 +26,17 @@ def processor(fixture_pairs):
     )
 
 
+# ids:            4     5        6            7     8
+SPANISH = RESERVED + [".", "hola", "que\u0301", "?", "¿"]
+# ids:            4     5        6       7     8    9    10
+ENGLISH = RESERVED + [".", "hello", "what", "?", "'", "s", "up"]
+
+
 def small_processor(max_length=8):
-    return TextProcessor(
-        RESERVED + [".", "hola", "que\u0301", "?", "¿"],
-        RESERVED + [".", "hello", "what", "?", "'", "s", "up"],
-        max_length=max_length,
-    )
+    return TextProcessor(SPANISH, ENGLISH, max_length=max_length)
 
 
-# --- vocabulary -------------------------------------------------------------
-
-
-def test_build_vocabulary_orders_by_count_then_token():
-    vocabulary = build_vocabulary(["b a", "a c", "C d ."])
-    # a: 2, c: 2 (case folded), then b, d, . by code point ('.' < 'b').
-    assert vocabulary == RESERVED + ["a", "c", ".", "b", "d"]
-
-
-def test_build_vocabulary_max_tokens():
-    vocabulary = build_vocabulary(["a a a b b c"], max_tokens=6)
-    assert vocabulary == RESERVED + ["a", "b"]
-    with pytest.raises(ValueError, match="max_tokens=3"):
-        build_vocabulary(["a"], max_tokens=3)
-
-
-def test_build_is_deterministic_and_order_independent(fixture_pairs):
-    shuffled = list(fixture_pairs.sources)
-    random.Random(0).shuffle(shuffled)
-    a = build_vocabulary(fixture_pairs.sources)
-    assert a == build_vocabulary(fixture_pairs.sources)
-    assert a == build_vocabulary(shuffled)
+# --- the two vocabularies ----------------------------------------------------
 
 
 def test_reserved_ids(processor):
@@ -71,116 +48,81 @@ def test_reserved_ids(processor):
     assert processor.target_vocab_size == len(processor.target_vocabulary)
 
 
-def test_tokenize_source_ids_and_unknown_words():
-    processor = small_processor()
-    ids = processor.tokenize_source(["¿Qué?", "Hola zzz."])
-    assert ids.dtype == tf.int32
-    np.testing.assert_array_equal(
-        ids.numpy(),
-        [[2, 8, 6, 7, 3], [2, 5, 1, 4, 3]],  # zzz -> [UNK] = 1, pad 0
+def test_holds_one_vocabulary_per_side():
+    processor = small_processor(max_length=7)
+    assert isinstance(processor.source, Vocabulary)
+    assert isinstance(processor.target, Vocabulary)
+    assert (processor.source.name, processor.target.name) == (
+        "source",
+        "target",
     )
-
-
-def test_tokenize_pads_with_zero():
-    processor = small_processor()
-    ids = processor.tokenize_target(["hello", "what's up?"]).numpy()
-    np.testing.assert_array_equal(
-        ids, [[2, 5, 3, 0, 0, 0, 0], [2, 6, 8, 9, 10, 7, 3]]
+    assert processor.source.tokens == SPANISH
+    assert processor.target.tokens == ENGLISH
+    assert processor.source_vocabulary == SPANISH
+    assert processor.target_vocabulary == ENGLISH
+    assert (processor.source_vocab_size, processor.target_vocab_size) == (9, 11)
+    assert processor.max_length == 7
+    assert processor.source.max_length == processor.target.max_length == 7
+    assert repr(processor) == (
+        "<TextProcessor source_vocab_size=9 target_vocab_size=11 max_length=7>"
     )
+    # The tf.Module tracks both vocabularies and their tables.
+    assert processor.source in processor.submodules
+    assert processor.target in processor.submodules
 
 
-def test_tokenize_empty_and_symbol_only():
+def test_sides_tokenize_with_their_own_vocabulary():
     processor = small_processor()
-    ids = processor.tokenize_source(["", "€€"]).numpy()
-    np.testing.assert_array_equal(ids, [[2, 3], [2, 3]])
-    assert processor.tokenize_source([]).shape == (0, 0)
-
-
-def test_tokenize_rejects_a_bare_string():
-    with pytest.raises(ValueError, match=r"Wrap it in a list"):
-        small_processor().tokenize_source("hola")
-    with pytest.raises(ValueError, match="expects strings"):
-        small_processor().tokenize_source([1, 2])
-
-
-def test_truncation_keeps_end_and_warns():
-    processor = small_processor(max_length=5)
-    with pytest.warns(UserWarning, match=r"1 of 2 source sentence\(s\)"):
-        ids = processor.tokenize_source(["hola hola hola hola hola", "hola"])
+    # "hola" is a source word only, "hello" a target word only.
     np.testing.assert_array_equal(
-        ids.numpy(), [[2, 5, 5, 5, 3], [2, 5, 3, 0, 0]]
+        processor.source.tokenize(["hola hello"]).numpy(), [[2, 5, 1, 3]]
     )
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")  # exactly max_length: no warning
-        processor.tokenize_source(["hola hola hola"])
+    np.testing.assert_array_equal(
+        processor.target.tokenize(["hola hello"]).numpy(), [[2, 1, 5, 3]]
+    )
+    assert processor.target.detokenize([[2, 6, 7, 3]]) == ["what?"]
+    assert processor.source.detokenize([[2, 8, 6, 7, 3]]) == ["¿qu\u00e9?"]
+    assert processor.source.ids_to_tokens([[2, 5, 3]]) == [
+        ["[START]", "hola", "[END]"]
+    ]
 
 
-def test_tokenize_ragged():
+def test_truncation_warning_names_the_side():
+    processor = small_processor(max_length=4)
+    with pytest.warns(UserWarning, match=r"'target': 1 of 1 sentence"):
+        ids = processor.target.tokenize(["hello hello hello"])
+    np.testing.assert_array_equal(ids.numpy(), [[2, 5, 5, 3]])
+
+
+def test_the_side_string_api_is_gone():
     processor = small_processor()
-    ids = processor.tokenize_ragged(["hello .", "hello"], "target")
-    assert ids.to_list() == [[2, 5, 4, 3], [2, 5, 3]]
-    with pytest.raises(ValueError, match="side='both'"):
-        processor.tokenize_ragged(["a"], "both")
+    for name in (
+        "tokenize_ragged",
+        "ids_to_tokens",
+        "tokenize_source",
+        "tokenize_target",
+        "detokenize_target",
+        "detokenize_target_tensor",
+        "_tokenize",
+        "_warn_truncated",
+    ):
+        assert not hasattr(processor, name), name
 
 
-# --- detokenize --------------------------------------------------------------
+def test_from_sentences_builds_each_side(fixture_pairs):
+    processor = TextProcessor.from_sentences(
+        fixture_pairs.sources, fixture_pairs.targets, max_tokens=30
+    )
+    assert processor.source_vocabulary == build_vocabulary(
+        fixture_pairs.sources, max_tokens=30
+    )
+    assert processor.target_vocabulary == build_vocabulary(
+        fixture_pairs.targets, max_tokens=30
+    )
+    assert processor.max_length == 64
 
 
-def test_detokenize_stops_at_end_and_drops_markers():
-    processor = small_processor()
-    ids = [
-        [2, 6, 8, 9, 10, 7, 3, 5, 5],  # after [END]: ignored
-        [5, 4, 0, 0, 0, 0, 0, 0, 0],  # no [START], no [END]
-        [2, 1, 7, 3, 0, 0, 0, 0, 0],  # [UNK] stays visible
-        [2, 3, 0, 0, 0, 0, 0, 0, 0],
-    ]
-    assert processor.detokenize_target(np.array(ids)) == [
-        "what's up?",
-        "hello.",
-        "[UNK]?",
-        "",
-    ]
-    assert processor.detokenize_target([[2, 5, 3], [5]]) == ["hello", "hello"]
-    ragged = tf.ragged.constant([[2, 5, 4, 3], [6]])
-    assert processor.detokenize_target(ragged) == ["hello.", "what"]
-
-
-def test_detokenize_round_trip(processor, fixture_pairs):
-    targets = fixture_pairs.targets[:50]
-    ids = processor.tokenize_target(targets)
-    expected = [
-        s.decode()
-        for s in tf.strings.regex_replace(
-            tf.strings.lower(targets), " ([.?!,])", r"\1"
-        ).numpy()
-    ]
-    # The fixture's English sentences are ASCII; standardize lowercases and
-    # splits punctuation, detokenize re-attaches it.
-    assert processor.detokenize_target(ids) == [
-        e.replace(" ' ", "'") for e in expected
-    ]
-
-
-def test_detokenize_rejects_bad_ids():
-    processor = small_processor()
-    with pytest.raises(ValueError, match=r"lie in \[0, 11\).*to 99"):
-        processor.detokenize_target([[2, 99]])
-    with pytest.raises(ValueError, match=r"shape \(batch, length\)"):
-        processor.detokenize_target(np.array([2, 3]))
-    with pytest.raises(tf.errors.InvalidArgumentError, match="vocab_size"):
-        processor.detokenize_target_tensor(tf.constant([[2, 11]]))
-
-
-def test_ids_to_tokens():
-    processor = small_processor()
-    ids = processor.tokenize_source(["¿Qué?", "hola"])
-    assert processor.ids_to_tokens(ids, "source") == [
-        ["[START]", "¿", "que\u0301", "?", "[END]"],
-        ["[START]", "hola", "[END]"],
-    ]
-
-
-# --- saving -------------------------------------------------------------------
+# --- saving ------------------------------------------------------------------
 
 
 def test_config_round_trip_through_json(processor, fixture_pairs):
@@ -188,10 +130,11 @@ def test_config_round_trip_through_json(processor, fixture_pairs):
     restored = TextProcessor.from_config(config)
     sentences = fixture_pairs.sources[:40] + ["palabra desconocida zzz"]
     np.testing.assert_array_equal(
-        restored.tokenize_source(sentences).numpy(),
-        processor.tokenize_source(sentences).numpy(),
+        restored.source.tokenize(sentences).numpy(),
+        processor.source.tokenize(sentences).numpy(),
     )
     assert restored.max_length == processor.max_length
+    assert restored.get_config() == processor.get_config()
 
 
 def test_save_load_round_trip(processor, fixture_pairs, tmp_path):
@@ -205,14 +148,24 @@ def test_save_load_round_trip(processor, fixture_pairs, tmp_path):
     lines = (tmp_path / "vocab" / "target_vocab.txt").read_text("utf-8")
     assert lines.split("\n")[:4] == ["[PAD]", "[UNK]", "[START]", "[END]"]
     assert lines.split("\n")[:-1] == ["[PAD]"] + processor.target_vocabulary[1:]
+    config = json.loads(
+        (tmp_path / "vocab" / "text_processor.json").read_text("utf-8")
+    )
+    assert config == {
+        "format_version": 1,
+        "max_length": 20,
+        "source_vocabulary_file": "source_vocab.txt",
+        "target_vocabulary_file": "target_vocab.txt",
+    }
     restored = TextProcessor.load(tmp_path / "vocab")
     assert restored.get_config() == processor.get_config()
-    for tokenize in ("tokenize_source", "tokenize_target"):
-        sentences = fixture_pairs.sources[:30] + fixture_pairs.targets[:30]
+    sentences = fixture_pairs.sources[:30] + fixture_pairs.targets[:30]
+    for side in ("source", "target"):
         np.testing.assert_array_equal(
-            getattr(restored, tokenize)(sentences).numpy(),
-            getattr(processor, tokenize)(sentences).numpy(),
+            getattr(restored, side).tokenize(sentences).numpy(),
+            getattr(processor, side).tokenize(sentences).numpy(),
         )
+        assert getattr(restored, side).name == side
 
 
 def test_load_errors(tmp_path):
@@ -221,6 +174,14 @@ def test_load_errors(tmp_path):
     small_processor().save(tmp_path)
     (tmp_path / "source_vocab.txt").unlink()
     with pytest.raises(FileNotFoundError, match="source_vocab.txt"):
+        TextProcessor.load(tmp_path)
+    small_processor().save(tmp_path)
+    (tmp_path / "target_vocab.txt").write_text("a\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="line 1 is 'a'"):
+        TextProcessor.load(tmp_path)
+    config = tmp_path / "text_processor.json"
+    config.write_text('{"format_version": 2}', encoding="utf-8")
+    with pytest.raises(ValueError, match="format_version 2"):
         TextProcessor.load(tmp_path)
 
 
@@ -249,8 +210,8 @@ def test_exports_into_a_saved_model(tmp_path):
     module = tf.Module()
     module.processor = processor
     module.round_trip = tf.function(
-        lambda text: processor.detokenize_target_tensor(
-            processor.tokenize_target(text)
+        lambda text: processor.target.detokenize_tensor(
+            processor.target.tokenize(text)
         ),
         input_signature=[tf.TensorSpec([None], tf.string)],
     )
@@ -271,8 +232,10 @@ def test_exports_into_a_saved_model(tmp_path):
     ],
 )
 def test_invalid_vocabulary(source, match):
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises(ValueError, match=f"Vocabulary 'source' .*{match}"):
         TextProcessor(source, RESERVED)
+    with pytest.raises(ValueError, match=f"Vocabulary 'target' .*{match}"):
+        TextProcessor(RESERVED, source)
 
 
 @pytest.mark.parametrize("max_length", [2, 0, 3.5, True])
@@ -284,27 +247,3 @@ def test_invalid_max_length(max_length):
 def test_from_sentences_rejects_empty():
     with pytest.raises(ValueError, match="non-empty list of sources"):
         TextProcessor.from_sentences([], ["a"])
-
-
-# --- property: any Unicode text tokenises into valid ids ---------------------
-
-
-@hypothesis.settings(max_examples=60, deadline=None)
-@hypothesis.given(st.lists(st.text(max_size=40), min_size=1, max_size=4))
-def test_any_unicode_text_gives_ids_in_the_vocabulary(processor, texts):
-    words = standardize(texts).numpy()
-    for line in words:
-        assert line == line.strip() and b"  " not in line
-    ids = processor.tokenize_source(texts).numpy()
-    assert ids.shape[0] == len(texts)
-    assert ids.shape[1] <= processor.max_length
-    assert ids.min() >= 0
-    assert ids.max() < processor.source_vocab_size
-    for row, tokens in zip(
-        ids, processor.ids_to_tokens(ids, "source"), strict=True
-    ):
-        end = list(row).index(processor.end_id)
-        assert row[0] == processor.start_id
-        assert all(i == processor.unk_id or i > 3 for i in row[1:end])
-        assert (row[end + 1 :] == 0).all()
-        assert len(tokens) == end + 1
