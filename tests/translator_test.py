@@ -16,15 +16,15 @@ import sacrebleu
 from hypothesis import strategies as st
 
 from keras_nmt import text
+from keras_nmt.evaluation import corpus_scores
+from keras_nmt.evaluation import normalize_for_scoring
+from keras_nmt.files import TEMP_PREFIX
+from keras_nmt.files import write_text_atomically
 from keras_nmt.seq2seq import build_seq2seq
 from keras_nmt.seq2seq import compile_seq2seq
-from keras_nmt.translator import TEMP_PREFIX
 from keras_nmt.translator import Translation
 from keras_nmt.translator import Translator
 from keras_nmt.translator import TranslatorLoadError
-from keras_nmt.translator import corpus_scores
-from keras_nmt.translator import normalize_for_scoring
-from keras_nmt.translator import write_text_atomically
 
 FIXTURE = pathlib.Path(__file__).parent / "data" / "spa-eng-fixture.tsv"
 
@@ -135,6 +135,62 @@ def test_constructor_validates_model_and_processor(translator, pairs):
         Translator(object(), translator.processor)
     with pytest.raises(ValueError, match="batch_size=0"):
         Translator(translator.model, translator.processor, batch_size=0)
+
+
+def test_a_call_is_padded_to_the_rows_it_has(
+    translator, sentences, monkeypatch
+):
+    import keras_nmt.translator as module
+
+    shapes = []
+    decode = module.decode
+
+    def recording_decode(inference, source, options):
+        shapes.append(source.shape)
+        return decode(inference, source, options)
+
+    monkeypatch.setattr(module, "decode", recording_decode)
+    one = translator.translate(sentences[:1])
+    three = translator.translate(sentences[:3])
+    max_length = translator.processor.max_length
+    # One sentence alone; three in a batch of four (a power of two).
+    assert shapes == [(1, max_length), (4, max_length)]
+    assert three[:1] == one
+
+
+def test_options_that_cannot_work_are_refused_before_decoding(
+    translator, monkeypatch
+):
+    import keras_nmt.translator as module
+
+    size = translator.processor.target_vocab_size
+    with pytest.raises(ValueError, match=rf"top_k={size + 1}.*has {size}"):
+        translator.translate(["Hola."], method="sample", top_k=size + 1)
+    with pytest.raises(ValueError, match=rf"beam_width={size + 1}.*<= {size}"):
+        translator.translate(["Hola."], method="beam", beam_width=size + 1)
+    # 8 rows x 4 beams need ~8 * 4 * 4 * (3 V + 16 * 16 + 48) bytes.
+    monkeypatch.setattr(module, "_available_memory", lambda: 2**14)
+    with pytest.raises(ValueError, match=r"beam_width=4: decoding 8.*GiB"):
+        translator.translate(["Hola."], method="beam", beam_width=4)
+    assert translator.translate(["Hola."], method="greedy")
+
+
+def test_n_best_hypotheses_with_scores(translator, sentences):
+    n_best = translator.translate_n_best(
+        sentences, method="beam", beam_width=4, n_best=3
+    )
+    best = translator.translate(sentences, method="beam", beam_width=4)
+    assert [len(h) for h in n_best] == [3] * len(sentences)
+    assert [h[0].text for h in n_best] == best
+    for hypotheses in n_best:
+        scores = [h.score for h in hypotheses]
+        assert scores == sorted(scores, reverse=True)
+    with pytest.raises(ValueError, match=r"n_best=2 with method='greedy'"):
+        translator.translate_n_best(sentences, n_best=2)
+    with pytest.raises(ValueError, match=r"n_best=5 with beam_width=4"):
+        translator.translate_n_best(
+            sentences, method="beam", beam_width=4, n_best=5
+        )
 
 
 # ---- attention maps --------------------------------------------------------
@@ -278,7 +334,7 @@ def test_save_load_round_trip(translator, saved_dir, sentences):
     } <= names
     config = json.loads((saved_dir / "translator.json").read_text())
     assert config["max_length"] == translator.max_length
-    assert config["beam_width"] == translator.beam_width
+    assert config["decoding"]["beam_width"] == translator.options.beam_width
 
     loaded = Translator.load(saved_dir)
     assert loaded.get_config() == translator.get_config()
@@ -295,6 +351,12 @@ def test_load_a_missing_directory(tmp_path):
 
 def test_load_a_directory_without_a_model(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"No translator.json in '"):
+        Translator.load(tmp_path)
+
+
+def test_load_a_run_that_never_completed_an_epoch(tmp_path):
+    (tmp_path / "training.json").write_text("{}\n")
+    with pytest.raises(TranslatorLoadError, match=r"not completed an epoch"):
         Translator.load(tmp_path)
 
 
@@ -477,7 +539,7 @@ def test_export_never_overwrites_a_directory_that_is_not_a_savedmodel(
 def test_a_10000_word_sentence_is_truncated_with_a_warning(translator):
     sentence = " ".join(["casa"] * 10_000) + "."
     with pytest.warns(
-        UserWarning, match=r"1 of 2 source sentence\(s\).*truncated"
+        UserWarning, match=r"'source': 1 of 2 sentence\(s\).*truncated"
     ):
         out = translator.translate([sentence, "Hola."])
     assert len(out) == 2 and all(isinstance(s, str) for s in out)
@@ -629,7 +691,7 @@ def test_any_unicode_text_translates(translator, texts):
     standardized = [s.decode("utf-8") for s in text.standardize(texts).numpy()]
     for line in standardized:
         assert line == line.strip() and "  " not in line
-    ids = processor.tokenize_source(texts).numpy()
+    ids = processor.source.tokenize(texts).numpy()
     assert ids.shape[0] == len(texts) and ids.shape[1] <= processor.max_length
     assert 0 <= ids.min() and ids.max() < processor.source_vocab_size
 
