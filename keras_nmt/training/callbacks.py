@@ -15,26 +15,27 @@ from keras_nmt import files
 from keras_nmt.training.run_directory import BACKUP_MARKER_FILE
 from keras_nmt.training.run_directory import BACKUP_STATE_FILE
 from keras_nmt.training.run_directory import BACKUP_WEIGHTS_GLOB
-from keras_nmt.translator import MODEL_FILE
 
 BACKUP_FORMAT_VERSION = 1
 
 
 class BestCheckpoint(keras.callbacks.Callback):
-    """`ModelCheckpoint(save_best_only=True)` written crash-safe into a run
-    directory: the whole model goes to `run.dir / model.keras` after each
-    epoch whose `monitor` is finite and below the best so far (and below
-    `best`), through a temporary file and a rename; the first save promotes
-    a staged run (see `RunDirectory.promote`).
+    """`ModelCheckpoint(save_best_only=True)` for a translator, written
+    crash-safe into a run directory: after each epoch whose `monitor` is
+    finite and below the best so far (and below `best`), the whole
+    translator is saved to `run.dir` (`Translator.save`: temporary files
+    and renames), so the directory is loadable from the first checkpoint on;
+    the first save promotes a staged run (see `RunDirectory.promote`).
 
     Attributes:
         best: the best value so far (`None` while no epoch had a finite
             one).
     """
 
-    def __init__(self, run, monitor: str, best: float | None = None):
+    def __init__(self, run, translator, monitor: str, best=None):
         super().__init__()
-        self.run, self.monitor, self.best = run, monitor, best
+        self.run, self.translator = run, translator
+        self.monitor, self.best = monitor, best
 
     def on_epoch_end(self, epoch, logs=None):
         value = (logs or {}).get(self.monitor)
@@ -42,7 +43,7 @@ class BestCheckpoint(keras.callbacks.Callback):
             return
         if self.best is None or float(value) < self.best:
             self.best = float(value)
-            files.save_model_atomically(self.model, self.run.dir / MODEL_FILE)
+            self.translator.save(self.run.dir)
             self.run.promote()
 
 

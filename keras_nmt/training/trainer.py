@@ -212,7 +212,9 @@ def _train(run, settings, train, validation, counts, state, **options):
             shuffle=False,
             drop_remainder=drop_remainder,
         )
-    checkpoint = _fit(run, model, data, validation_ds, settings, state, options)
+    checkpoint = _fit(
+        run, translator, data, validation_ds, settings, state, options
+    )
     if checkpoint.best is None:
         run.remove_backup()
         raise TrainingDivergedError(
@@ -221,7 +223,7 @@ def _train(run, settings, train, validation, counts, state, **options):
             "model was saved. Lower the learning rate (it is "
             f"{settings.learning_rate:g}) or check the data."
         )
-    _finish(run, model, translator)
+    _finish(run, model)
     return translator
 
 
@@ -249,10 +251,11 @@ def _build_model(settings, processor, strategy, policy, state):
     return model
 
 
-def _fit(run, model, data, validation_ds, settings, state, options):
+def _fit(run, translator, data, validation_ds, settings, state, options):
     """Fit from the start or from the backup `state`; returns the
     `BestCheckpoint` callback (its `best` is `None` if no epoch had a finite
     loss)."""
+    model = translator.model
     steps = data.steps_per_epoch
     epoch, step = (state["epoch"], state["step"]) if state else (0, 0)
     if state is not None and state.get("steps_per_epoch") != steps:
@@ -264,7 +267,9 @@ def _fit(run, model, data, validation_ds, settings, state, options):
         )
     monitor = "val_loss" if validation_ds is not None else "loss"
     rows = _history_before(run, epoch) if state else []
-    checkpoint = BestCheckpoint(run, monitor, best_value(rows, monitor))
+    checkpoint = BestCheckpoint(
+        run, translator, monitor, best_value(rows, monitor)
+    )
     backup = Backup(run, settings.backup_every, steps, resume_at=(epoch, step))
     if state is not None and step:
         backup.metrics = state["metrics"]
@@ -291,8 +296,9 @@ def _fit(run, model, data, validation_ds, settings, state, options):
         fits.append((rest, epoch, epoch + 1, steps - step))
         epoch += 1
     if epoch < settings.epochs:
-        fits.append((data.stream(epoch, settings.epochs), epoch,
-                     settings.epochs, steps))
+        fits.append(
+            (data.stream(epoch, settings.epochs), epoch, settings.epochs, steps)
+        )
     for stream, first, end, steps_per_epoch in fits:
         distribute.fit(
             model,
@@ -311,12 +317,11 @@ def _fit(run, model, data, validation_ds, settings, state, options):
     return checkpoint
 
 
-def _finish(run, model, translator) -> None:
-    """Restore the best weights, save the translator, record the completed
-    epochs and steps, and delete the backup."""
+def _finish(run, model) -> None:
+    """Restore the best weights (the translator saved at the best epoch),
+    record the completed epochs and steps, and delete the backup."""
     history = read_history(run.dir / HISTORY_FILE)
     model.load_weights(run.dir / MODEL_FILE)
-    translator.save(run.dir)
     path = run.dir / TRAINING_FILE
     described = json.loads(path.read_text(encoding="utf-8"))
     described["completed_epochs"] = len(history)

@@ -9,12 +9,15 @@ import numpy as np
 import pytest
 
 from keras_nmt import text
-from keras_nmt.training import _mixed_precision_policy
-from keras_nmt.training import train_translator
-from keras_nmt.translator import TEMP_PREFIX
+from keras_nmt.files import TEMP_PREFIX
+from keras_nmt.training.distribute import mixed_precision_policy
+from keras_nmt.training.run_directory import RunDirectory
+from keras_nmt.training.trainer import TrainingDivergedError
+from keras_nmt.training.trainer import train_translator
 from keras_nmt.translator import Translator
+from keras_nmt.translator import TranslatorLoadError
 
-FIXTURE = pathlib.Path(__file__).parent / "data" / "spa-eng-fixture.tsv"
+FIXTURE = pathlib.Path(__file__).parents[1] / "data" / "spa-eng-fixture.tsv"
 TINY = {
     "embedding_dim": 8,
     "units": 16,
@@ -194,9 +197,9 @@ def test_crash_while_saving_the_best_model_keeps_the_previous_one(
     written = []
 
     def save_that_fails_the_third_time(self, filepath, *args, **kwargs):
-        # 1: the untrained translator; 2, 3: the checkpoints of epochs 0, 1.
+        # 1, 2: the checkpoints of epochs 0, 1.
         written.append(pathlib.Path(filepath))
-        if len(written) == 3:
+        if len(written) == 2:
             pathlib.Path(filepath).write_bytes(b"PK\x03\x04 half a zip")
             raise OSError(28, "No space left on device")
         return save(self, filepath, *args, **kwargs)
@@ -206,7 +209,7 @@ def test_crash_while_saving_the_best_model_keeps_the_previous_one(
         # Without validation pairs the best epoch is the lowest training
         # loss, which falls every epoch here.
         train_translator(pairs.train, None, out_dir, epochs=3, **TINY)
-    assert len(written) == 3
+    assert len(written) == 2
     # Every model was written under a temporary name, then renamed.
     for path in written:
         assert path.parent == out_dir or path.parent.parent == out_dir
@@ -243,7 +246,7 @@ def test_mixed_precision_trains_like_float32_and_translates(tmp_path):
         train, validation, tmp_path / "mixed", mixed_precision=True, **kwargs
     )
     assert keras.config.dtype_policy().name == "float32"  # restored
-    policy = _mixed_precision_policy()  # mixed_bfloat16 on a CPU
+    policy = mixed_precision_policy()  # mixed_bfloat16 on a CPU
     described = json.loads((tmp_path / "mixed" / "training.json").read_text())
     assert described["dtype_policy"] == policy
     assert mixed.model.get_layer("decoder").dtype_policy.name == policy
@@ -271,20 +274,27 @@ def test_mixed_precision_trains_like_float32_and_translates(tmp_path):
     np.testing.assert_allclose(result.attention.sum(-1), 1.0, atol=1e-2)
 
 
-def test_the_dtype_policy_is_restored_after_an_error(pairs, tmp_path):
-    with pytest.raises(ValueError, match="cell"):
+def test_the_dtype_policy_is_restored_after_an_error(
+    pairs, tmp_path, monkeypatch
+):
+    import keras_nmt.training.trainer as trainer
+
+    def build_under_the_policy_then_fail(*args, **kwargs):
+        assert keras.config.dtype_policy().name.startswith("mixed_")
+        raise ValueError("no model today")
+
+    monkeypatch.setattr(
+        trainer, "build_seq2seq", build_under_the_policy_then_fail
+    )
+    with pytest.raises(ValueError, match="no model today"):
         train_translator(
-            pairs.train,
-            None,
-            tmp_path,
-            mixed_precision=True,
-            **{**TINY, "cell": "rnn"},
+            pairs.train, None, tmp_path, mixed_precision=True, **TINY
         )
     assert keras.config.dtype_policy().name == "float32"
 
 
 def test_resume_without_an_interrupted_run(pairs, tmp_path):
-    with pytest.raises(FileNotFoundError, match="Nothing to resume in"):
+    with pytest.raises(ValueError, match="Nothing to resume in .*first backup"):
         train_translator(
             pairs.train, pairs.validation, tmp_path, resume=True, **TINY
         )
@@ -311,3 +321,133 @@ def test_invalid_arguments(pairs, tmp_path, kwargs, message):
     }
     with pytest.raises(ValueError, match=message):
         train_translator(**arguments)
+
+
+# ---- nothing is ever lost ----------------------------------------------------
+
+
+def _weights(directory):
+    return Translator.load(directory).model.get_weights()
+
+
+def test_a_directory_we_did_not_write_is_refused_and_untouched(pairs, tmp_path):
+    out_dir = tmp_path / "mine"
+    (out_dir / "backup").mkdir(parents=True)
+    files = {
+        "history.csv": "my,own\n",
+        "training.json": "{}\n",
+        "source_vocab.txt": "mine\n",
+        "backup/state.json": "{}\n",
+    }
+    for name, content in files.items():
+        (out_dir / name).write_text(content)
+    for overwrite in (False, True):
+        with pytest.raises(ValueError, match=r"not empty and was not written"):
+            train_translator(
+                pairs.train, None, out_dir, overwrite=overwrite, **TINY
+            )
+    for name, content in files.items():
+        assert (out_dir / name).read_text() == content
+    assert sorted(p.name for p in out_dir.iterdir()) == sorted(
+        {"backup", "history.csv", "training.json", "source_vocab.txt"}
+    )
+
+
+def test_a_trained_model_is_replaced_only_with_overwrite(
+    trained, pairs, tmp_path
+):
+    import shutil
+
+    out_dir = tmp_path / "run"
+    shutil.copytree(trained[0], out_dir)
+    before = _weights(out_dir)
+    with pytest.raises(ValueError, match=r"holds a trained model.*--overwrite"):
+        train_translator(pairs.train, pairs.validation, out_dir, **TINY)
+    # Interrupted before its first checkpoint: the old model stays, whole,
+    # and the staging directory beside it is gone.
+    with pytest.raises(KeyboardInterrupt):
+        train_translator(
+            pairs.train,
+            pairs.validation,
+            out_dir,
+            overwrite=True,
+            epochs=2,
+            callbacks=[_Interrupt(epoch=0, step=1)],
+            **TINY,
+        )
+    for a, b in zip(_weights(out_dir), before, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert [p.name for p in tmp_path.iterdir()] == ["run"]
+    # A completed run replaces it.
+    record = _Record()
+    train_translator(
+        pairs.train,
+        pairs.validation,
+        out_dir,
+        overwrite=True,
+        epochs=1,
+        callbacks=[record],
+        **{**TINY, "units": 24},
+    )
+    assert json.loads((out_dir / "training.json").read_text())["units"] == 24
+    assert Translator.load(out_dir).model.get_layer("decoder").units == 24
+    assert [int(r["epoch"]) for r in _history(out_dir)] == [0]
+    assert [p.name for p in tmp_path.iterdir()] == ["run"]
+
+
+def test_one_run_at_a_time(pairs, tmp_path):
+    with RunDirectory(tmp_path / "run") as run:
+        run.prepare(resume=False, overwrite=False)
+        with pytest.raises(ValueError, match=r"in use by another"):
+            train_translator(pairs.train, None, tmp_path / "run", **TINY)
+    # Released on exit.
+    with RunDirectory(tmp_path / "run") as run:
+        run.prepare(resume=False, overwrite=False)
+
+
+class _PoisonWeights(keras.callbacks.Callback):
+    """Makes the loss NaN from the first step, as a diverged run would."""
+
+    def on_train_batch_begin(self, batch, logs=None):
+        embedding = self.model.get_layer("encoder").embedding.embeddings
+        embedding.assign(np.full(embedding.shape, np.nan, "float32"))
+
+
+def test_a_diverged_run_saves_no_model_and_says_so(pairs, tmp_path):
+    out_dir = tmp_path / "run"
+    with pytest.raises(TrainingDivergedError, match=r"no epoch produced a"):
+        train_translator(
+            pairs.train,
+            pairs.validation,
+            out_dir,
+            epochs=3,
+            callbacks=[_PoisonWeights()],
+            **TINY,
+        )
+    assert not (out_dir / "model.keras").exists()
+    assert not (out_dir / "backup").exists()
+    with pytest.raises(TranslatorLoadError, match="not completed an epoch"):
+        Translator.load(out_dir)
+    with pytest.raises(ValueError, match=r"learning_rate=inf"):
+        train_translator(
+            pairs.train, None, out_dir, **{**TINY, "learning_rate": math.inf}
+        )
+
+
+def test_only_our_backup_files_are_deleted(pairs, tmp_path):
+    out_dir = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        train_translator(
+            pairs.train,
+            None,
+            out_dir,
+            backup_every=1,
+            callbacks=[_Interrupt(epoch=0, step=1)],
+            **TINY,
+        )
+    assert (out_dir / "backup" / "state.json").is_file()
+    (out_dir / "backup" / "my-notes.txt").write_text("keep me")
+    train_translator(pairs.train, None, out_dir, epochs=1, **TINY)
+    assert sorted(p.name for p in (out_dir / "backup").iterdir()) == [
+        "my-notes.txt"
+    ]
