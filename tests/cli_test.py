@@ -18,12 +18,6 @@ from keras_nmt import cli
 
 FIXTURE = pathlib.Path(__file__).parent / "data" / "spa-eng-fixture.tsv"
 TIMEOUT = 600
-# TensorFlow's native start-up lines, printed to stderr when it is imported
-# whatever TF_CPP_MIN_LOG_LEVEL says (absl logging is not initialised yet).
-_TF_NOISE = re.compile(
-    r"^(WARNING: All log messages before absl::InitializeLog\(\)"
-    r"|[IWE]\d{4} \d\d:\d\d:\d\d)"
-)
 
 
 def _start(*args, cwd):
@@ -41,8 +35,8 @@ def _start(*args, cwd):
 
 def _finish(process):
     stdout, stderr = process.communicate(timeout=TIMEOUT)
-    lines = [line for line in stderr.splitlines() if not _TF_NOISE.match(line)]
-    return process.returncode, stdout, lines, stderr
+    # Nothing but our own lines: TensorFlow's start-up logs are silenced.
+    return process.returncode, stdout, stderr.splitlines(), stderr
 
 
 def _run(*args, cwd):
@@ -141,6 +135,16 @@ def runs(trained, workdir):
         "empty_file": ("train", "--data", "empty.tsv", "--out", "x"),
         "latin1_file": ("train", "--data", "latin1.tsv", "--out", "x"),
         "corrupted_model": ("translate", "--model", corrupted, "Hola."),
+        "nonexistent_model": ("translate", "--model", "/nonexistent", "x"),
+        "train_over_a_model": (
+            "train",
+            "--data",
+            FIXTURE,
+            "--out",
+            model,
+            "--max-pairs",
+            "50",
+        ),
     }
     started = {
         name: _start(*args, cwd=workdir) for name, args in commands.items()
@@ -188,6 +192,8 @@ def test_evaluate_prints_and_writes_json(runs, workdir):
         ("model_is_a_file", 1, r"model\.keras' is a file, not a translator"),
         ("empty_file", 1, r"empty\.tsv: no sentence pairs found"),
         ("latin1_file", 1, r"line 2: invalid UTF-8 .*iconv"),
+        ("nonexistent_model", 1, r"not found: '/nonexistent'"),
+        ("train_over_a_model", 1, r"holds a trained model.*--overwrite"),
     ],
 )
 def test_errors_are_one_line_without_traceback(runs, name, status, message):
@@ -227,3 +233,82 @@ def test_train_help_lists_the_distribution_and_fault_options(capsys):
         "--resume",
     ):
         assert option in out
+
+
+_IMPORTS = """
+import json, sys
+from keras_nmt.cli import main
+try:
+    main(sys.argv[1:])
+except SystemExit as exit:
+    code = exit.code
+heavy = sorted(m for m in ("keras", "tensorflow", "jax", "torch")
+               if m in sys.modules)
+print(json.dumps({"code": code, "heavy": heavy}), file=sys.stderr)
+"""
+
+
+@pytest.mark.parametrize(
+    "args, code",
+    [
+        (["--help"], 0),
+        (["--version"], 0),
+        (["train", "--help"], 0),
+        (["translate", "--help"], 0),
+        (["train", "--data", "x", "--out", "y", "--learning-rate", "inf"], 2),
+        (["translate", "--model", "m", "--beam-width", "0", "x"], 2),
+        (["nope"], 2),
+    ],
+)
+def test_help_version_and_usage_errors_import_no_framework(args, code):
+    result = subprocess.run(
+        [sys.executable, "-c", _IMPORTS, *args],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
+    report = json.loads(result.stderr.strip().splitlines()[-1])
+    assert report == {"code": code, "heavy": []}, result.stderr
+    if code == 2:  # a usage error: one line, and the report
+        assert len(result.stderr.strip().splitlines()) == 2, result.stderr
+
+
+def test_version(capsys):
+    from keras_nmt import __version__
+
+    with pytest.raises(SystemExit):
+        cli.main(["--version"])
+    assert capsys.readouterr().out == f"keras-nmt {__version__}\n"
+
+
+def test_the_cli_and_the_function_train_with_the_same_settings():
+    import dataclasses
+
+    from keras_nmt.cli.parser import build_parser
+    from keras_nmt.cli.parser import options_from
+    from keras_nmt.training.settings import TrainingSettings
+
+    args = build_parser().parse_args(["train", "--data", "x", "--out", "y"])
+    assert options_from(args, TrainingSettings) == TrainingSettings()
+    # Every setting is a flag, with the dataclass's default.
+    for field in dataclasses.fields(TrainingSettings):
+        assert getattr(args, field.name) == field.default, field.name
+    args = build_parser().parse_args(
+        [
+            "train",
+            "--data",
+            "x",
+            "--out",
+            "y",
+            "--units",
+            "64",
+            "--no-mixed-precision",
+            "--cell",
+            "gru",
+            "--learning-rate",
+            "2e-3",
+        ]
+    )
+    assert options_from(args, TrainingSettings) == TrainingSettings(
+        units=64, cell="gru", learning_rate=2e-3
+    )

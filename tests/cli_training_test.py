@@ -25,7 +25,7 @@ import tensorflow as tf
 
 from keras_nmt import cli
 from keras_nmt import text
-from keras_nmt.translator import TEMP_PREFIX
+from keras_nmt.files import TEMP_PREFIX
 from keras_nmt.translator import Translator
 from tests.cli_test import _finish
 from tests.cli_test import _start
@@ -229,3 +229,71 @@ def test_cpu_devices_after_tensorflow_started_is_a_one_line_error(
     assert len(err) == 1
     assert "--cpu-devices 3: TensorFlow has already initialised" in err[0]
     assert not (tmp_path / "x").exists()
+
+
+def _wait_for(condition, process, what, timeout=300):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        if process.poll() is not None:
+            pytest.fail(f"the run ended before {what}")
+        time.sleep(0.05)
+    pytest.fail(f"no {what} within {timeout} s")
+
+
+def test_one_run_per_directory_and_ctrl_c_says_what_is_true(tmp_path):
+    data = _write_equal_length_slice(tmp_path / "pairs.tsv")
+    common = ("train", "--data", data, *ARGS, "--out", "run")
+    first = _start(*common, "--epochs", "500", cwd=tmp_path)
+    _wait_for(lambda: _read_state(tmp_path / "run"), first, "its first backup")
+    code, stdout, stderr, raw = _finish(_start(*common, cwd=tmp_path))
+    assert code == 1 and len(stderr) == 1, raw
+    assert "'run' is in use by another `keras-nmt train` run" in stderr[0]
+    first.send_signal(signal.SIGINT)
+    code, stdout, stderr, raw = _finish(first)
+    assert code == 130, raw[-3000:]
+    assert stderr[-1] == (
+        "keras-nmt train: interrupted; continue with: keras-nmt train ... "
+        "--out run --resume"
+    )
+    assert _read_state(tmp_path / "run")  # the backup it points to
+
+
+def test_ctrl_c_before_the_first_backup(tmp_path):
+    data = _write_equal_length_slice(tmp_path / "pairs.tsv")
+    run = _start(
+        "train",
+        "--data",
+        data,
+        *ARGS,
+        "--out",
+        "run",
+        "--epochs",
+        "500",
+        "--backup-every",
+        "0",
+        cwd=tmp_path,
+    )
+    # "N pairs from ..." is printed once the data is read, before training.
+    first_line = run.stdout.readline()
+    assert "pairs from" in first_line
+    run.send_signal(signal.SIGINT)
+    code, stdout, stderr, raw = _finish(run)
+    assert code == 130, raw[-3000:]
+    assert stderr[-1].startswith("keras-nmt train: interrupted; it stopped ")
+    assert "before its first backup" in stderr[-1]
+    code, stdout, stderr, raw = _finish(
+        _start(
+            "train",
+            "--data",
+            data,
+            *ARGS,
+            "--out",
+            "run",
+            "--resume",
+            cwd=tmp_path,
+        )
+    )
+    assert code == 1 and len(stderr) == 1, raw
+    assert "Nothing to resume in 'run'" in stderr[0]

@@ -50,17 +50,16 @@ def main(argv: list[str] | None = None) -> int:
         traceback), 2 on a usage error, 130 if interrupted.
     """
     args = build_parser().parse_args(argv)
-    _import_tensorflow_quietly()
-    from keras_nmt.cli import commands
-
-    # What users can fix from the message alone: the package raises
-    # ValueError (DataFormatError, TranslatorLoadError, RunDirectoryError
-    # are ValueErrors) for bad data, options and files, OSError for
-    # missing or unreadable ones.
-    user_errors = (commands.CommandError, OSError, ValueError)
     try:
+        _import_tensorflow_quietly()
+        from keras_nmt.cli import commands
+
         return commands.COMMANDS[args.command](args)
-    except user_errors as error:
+    except (ValueError, OSError) as error:
+        # What users can fix from the message alone: the package raises
+        # ValueError (DataFormatError, TranslatorLoadError, RunDirectoryError
+        # and CommandError are ValueErrors) for bad data, options and
+        # files, OSError for missing or unreadable ones.
         if os.environ.get(DEBUG_ENV_VAR):
             raise
         message = " ".join(str(error).split()) or type(error).__name__

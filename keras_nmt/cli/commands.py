@@ -19,7 +19,7 @@ from keras_nmt.training.settings import TrainingSettings
 FRACTIONS = (0.8, 0.1, 0.1)
 
 
-class CommandError(Exception):
+class CommandError(ValueError):
     """A user error found by the command line itself (one-line message)."""
 
 
@@ -139,19 +139,22 @@ def _load_translator(args):
 
 
 def translate(args) -> int:
-    from keras_nmt.cli.streaming import translate_stream
+    from keras_nmt.cli import streaming
 
     if args.plot is not None and not args.text:
         raise CommandError("--plot needs at least one TEXT to translate.")
+    streaming.check_paths(args)
     translator = _load_translator(args)
     if not args.text:
-        return translate_stream(translator, args)
+        return streaming.translate_stream(translator, args)
     sentences = list(args.text)
-    lines = translator.translate(sentences)
+    n_best = args.n_best is not None
+    lines = streaming.translation_lines(translator, sentences, 1, n_best)
     if args.plot is not None:
-        lines[0] = _plot(translator, sentences[0], args.plot)
-    for line in lines:
-        print(line)
+        text = _plot(translator, sentences[0], args.plot)
+        if not n_best:  # the same, except for a new draw of `sample`
+            lines[0] = text
+    streaming.write_translations(lines, args.output)
     if args.plot is not None:
         print(f"Attention map written to {args.plot}", file=sys.stderr)
     return 0

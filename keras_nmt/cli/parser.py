@@ -204,9 +204,26 @@ def _translate_parser(commands) -> None:
     translate = commands.add_parser(
         "translate",
         help="translate sentences",
-        description="Print one translation per line. Without TEXT, read "
-        "sentences from stdin (or --input), one per line, and write each "
-        "chunk as soon as it is translated.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="""\
+Print one translation per line: of each TEXT, or without TEXT of each line
+of stdin (or --input FILE), read as UTF-8.
+
+The stream is translated in chunks of up to --batch-size lines, each written
+and flushed as soon as it is done; a chunk never waits for more input. On a
+terminal, each line is answered when entered at the '> ' prompt (on stderr);
+Ctrl-D ends. A progress bar (lines/s, and ETA for a file) is drawn on stderr
+when stderr is a terminal and the translations go to a file or a pipe.
+
+--n-best K prints K lines per sentence, best first, each
+LINE<TAB>SCORE<TAB>TEXT: LINE the 1-based number of the input line (or
+TEXT), SCORE the hypothesis' score (4 decimals); K > 1 needs --method beam.""",
+        epilog="""\
+exit status: 0 when done, also when stdout is closed by its reader (e.g.
+'| head -1': reading stops quietly); 1 on an error, such as invalid UTF-8
+with --on-invalid stop (one line on stderr, after writing every line before
+it); 130 on Ctrl-C (one line on stderr; the lines done stay written, or are
+kept in FILE.partial with --output FILE); 2 on a usage error.""",
     )
     _model_option(translate)
     add_options(translate, DecodingOptions, model_defaults=True)
@@ -218,9 +235,32 @@ def _translate_parser(commands) -> None:
         help="sentences decoded at once (default: the model's)",
     )
     translate.add_argument(
+        "--input",
+        metavar="FILE",
+        help="read the sentences from FILE, one per line, instead of stdin "
+        "('-'); FILE is never written",
+    )
+    translate.add_argument(
+        "--output",
+        metavar="FILE",
+        help="write the translations to FILE instead of stdout ('-'): into "
+        "a temporary file next to it, renamed to FILE once complete; if "
+        "interrupted or stopped by an error, the lines translated so far "
+        "are kept in FILE.partial and FILE is left as it was. Refused if "
+        "FILE is the input file",
+    )
+    translate.add_argument(
+        "--on-invalid",
+        choices=("stop", "skip"),
+        default="stop",
+        help="a line that is not valid UTF-8: 'stop' (default) after "
+        "writing the lines before it, with status 1; 'skip': report it on "
+        "stderr, write an empty translation for it and go on",
+    )
+    translate.add_argument(
         "--plot",
         metavar="FILE.png",
-        help="write the attention heatmap of the first sentence",
+        help="write the attention heatmap of the first TEXT",
     )
     translate.add_argument("text", nargs="*", metavar="TEXT")
 
