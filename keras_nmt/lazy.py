@@ -32,6 +32,7 @@ def attach(package: str, exports: dict[str, str], submodules=()):
         return value
 
     def __dir__():
-        return sorted({*exports, *submodules})
+        names = importlib.import_module(package).__dict__
+        return sorted({*names, *exports, *submodules})
 
     return __getattr__, __dir__

@@ -21,7 +21,19 @@ import keras_nmt
 import keras_nmt.decoding
 import keras_nmt.layers
 import keras_nmt.seq2seq
+keras_nmt.seq2seq.build_seq2seq  # resolves the lazy names
+keras_nmt.decoding.greedy_search
 print(json.dumps(sorted(set(sys.modules) - before)))
+"""
+
+BARE = """
+import json, sys
+import keras_nmt
+import keras_nmt.decoding.methods
+import keras_nmt.seq2seq.options
+import keras_nmt.training.settings
+print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in
+                        ("keras", "tensorflow", "jax", "torch", "numpy"))))
 """
 
 
@@ -50,3 +62,31 @@ def test_lazy_names_load_on_first_use():
     assert callable(keras_nmt.plot_attention)
     with pytest.raises(AttributeError, match="no attribute 'Nope'"):
         keras_nmt.Nope  # noqa: B018
+
+
+def test_the_package_and_its_option_modules_import_no_framework():
+    result = subprocess.run(
+        [sys.executable, "-c", BARE],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == []
+
+
+def test_every_exported_name_resolves():
+    import keras_nmt
+    import keras_nmt.decoding
+    import keras_nmt.seq2seq
+    import keras_nmt.training
+
+    for package in (
+        keras_nmt,
+        keras_nmt.decoding,
+        keras_nmt.seq2seq,
+        keras_nmt.training,
+    ):
+        for name in package.__all__:
+            assert getattr(package, name) is not None, name
+        assert set(package.__all__) <= set(dir(package))
