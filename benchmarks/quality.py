@@ -14,7 +14,7 @@ after the other, alone on the machine). The weights of the last completed
 step are kept. Then greedy decoding of the first `--test-sentences`
 distinct Spanish sentences of the test split, scored with sacrebleu's
 corpus BLEU against all their English references
-(`keras_nmt.translator.corpus_scores`).
+(`keras_nmt.evaluation.corpus_scores`).
 
 Models:
 - `ours`: `build_seq2seq(attention="bahdanau", style="bahdanau")`, LSTM;
@@ -41,6 +41,7 @@ import keras  # noqa: E402
 
 from benchmarks.seq2seq import baseline_greedy  # noqa: E402
 from benchmarks.seq2seq import build_baseline  # noqa: E402
+from keras_nmt.evaluation import corpus_scores  # noqa: E402
 from keras_nmt.seq2seq import build_seq2seq  # noqa: E402
 from keras_nmt.seq2seq import compile_seq2seq  # noqa: E402
 from keras_nmt.text import TextProcessor  # noqa: E402
@@ -48,7 +49,6 @@ from keras_nmt.text import load_spa_eng  # noqa: E402
 from keras_nmt.text import make_dataset  # noqa: E402
 from keras_nmt.text import split_pairs  # noqa: E402
 from keras_nmt.translator import Translator  # noqa: E402
-from keras_nmt.translator import corpus_scores  # noqa: E402
 
 EMBEDDING, UNITS = 128, 256
 
