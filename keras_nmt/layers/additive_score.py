@@ -31,6 +31,8 @@ def _chunk_size(batch, query_length, key_length, units):
         return None  # a dynamic length: no static chunking possible
     batch = 64 if batch is None else batch
     per_query = batch * key_length * units
+    if per_query == 0:
+        return None  # no batch or no keys: an empty intermediate
     size = max(1, _CHUNK_ELEMENTS // per_query)
     return None if size >= query_length else size
 

@@ -44,16 +44,21 @@ class BahdanauAttention(BaseAttention):
             one step); masked queries get a zero context and zero weights.
             Filled in from the query's Keras mask.
         value_mask: optional boolean `(batch_size, Tk)`; masked keys get weight
-            exactly 0. Filled in from the value's Keras mask (e.g. from
+            exactly 0, and their values (even NaN or inf) do not reach the
+            context. Filled in from the value's Keras mask (e.g. from
             `Embedding(mask_zero=True)`).
+        key_mask: optional boolean `(batch_size, Tk)`, combined with
+            `value_mask` (a key takes part where both are `True`). Filled in
+            from the key's Keras mask.
         return_attention_scores: bool, also return the attention weights.
         training: bool, whether dropout is active.
         use_causal_mask: bool, query `i` attends only to keys `j <= i`
             (rank-3 queries only).
 
     Returns:
-        The context `(batch_size, Tq, dv)` (`(batch_size, dv)` for one step),
-        and with `return_attention_scores=True` the tuple `(context,
+        The context `(batch_size, Tq, dv)` (`(batch_size, dv)` for one step)
+        in the compute dtype (integer and boolean inputs are cast to it), and
+        with `return_attention_scores=True` the tuple `(context,
         weights)`, where `weights` `(batch_size, Tq, Tk)` (`(batch_size, Tk)`)
         is the softmax distribution over the keys.
 

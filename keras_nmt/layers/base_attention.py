@@ -51,6 +51,22 @@ def causal_mask(query_length, key_length):
     return ops.expand_dims(ops.greater_equal(rows, cols), 0)
 
 
+def _keys_to_attend(value_mask, key_mask):
+    """Boolean `(B, Tk)`: the keys neither `value_mask` nor `key_mask` masks.
+
+    None when neither is given. Like `keras.layers.MultiHeadAttention`, a key
+    takes part only where both masks are `True`.
+    """
+    masks = [
+        ops.cast(m, "bool") for m in (value_mask, key_mask) if m is not None
+    ]
+    if not masks:
+        return None
+    if len(masks) == 1:
+        return masks[0]
+    return ops.logical_and(*masks)
+
+
 def _fmt(shape):
     return "(" + ", ".join("None" if d is None else str(d) for d in shape) + ")"
 
@@ -130,20 +146,34 @@ class BaseAttention(keras.layers.Layer):
         key=None,
         query_mask=None,
         value_mask=None,
+        key_mask=None,
         return_attention_scores=False,
         training=None,
         use_causal_mask=False,
     ):
         key = value if key is None else key
         self._check_inputs(
-            query, value, key, query_mask, value_mask, use_causal_mask
+            query,
+            value,
+            key,
+            query_mask=query_mask,
+            value_mask=value_mask,
+            key_mask=key_mask,
+            use_causal_mask=use_causal_mask,
         )
+        key = self._as_float(key)
+        keys = _keys_to_attend(value_mask, key_mask)
+        if keys is not None:
+            # A NaN or inf in a masked key must reach neither the scores
+            # nor, through them, the gradients of the other inputs.
+            key = ops.where(ops.expand_dims(keys, -1), key, 0.0)
         context, weights = self.attend(
             query,
             value,
             self.project_keys(key),
             query_mask=query_mask,
             value_mask=value_mask,
+            key_mask=key_mask,
             training=training,
             use_causal_mask=use_causal_mask,
         )
@@ -158,15 +188,23 @@ class BaseAttention(keras.layers.Layer):
         projected_keys,
         query_mask=None,
         value_mask=None,
+        key_mask=None,
         training=None,
         use_causal_mask=False,
+        dropout_mask=None,
     ):
         """Attends with keys already passed through `project_keys`.
 
         Takes the same arguments as `call` (without validation) and always
         returns `(context, weights)`. A decoder calls `project_keys` once per
-        source and `attend` at every step.
+        source and `attend` at every step. `dropout_mask`, optional, is the
+        dropout drawn ahead by the method `dropout_mask` (`(batch_size, Tk)`
+        for one step); it replaces the dropout `attend` draws in training.
         """
+        # Integer or boolean inputs would make an integer context (the
+        # weights cast to int: all zero); compute in floating point.
+        query = self._as_float(query)
+        value = self._as_float(value)
         single_step = len(query.shape) == 2
         if single_step:
             query = ops.expand_dims(query, 1)
@@ -174,8 +212,12 @@ class BaseAttention(keras.layers.Layer):
                 query_mask = ops.expand_dims(query_mask, 1)
         scores = self.score(query, projected_keys)
         mask = None
-        if value_mask is not None:
-            mask = ops.expand_dims(ops.cast(value_mask, "bool"), 1)
+        keys = _keys_to_attend(value_mask, key_mask)
+        if keys is not None:
+            mask = ops.expand_dims(keys, 1)
+            # A masked value gets weight 0, but 0 * inf and 0 * NaN are NaN:
+            # zero the masked values themselves so none reaches the context.
+            value = ops.where(ops.expand_dims(keys, -1), value, 0.0)
         if use_causal_mask:
             causal = causal_mask(ops.shape(scores)[1], ops.shape(scores)[2])
             mask = causal if mask is None else ops.logical_and(mask, causal)
@@ -195,7 +237,11 @@ class BaseAttention(keras.layers.Layer):
         # Dropped weights form the context; the returned weights stay the
         # distribution, so they still sum to 1 over the unmasked keys.
         mixing = weights
-        if training and self.dropout > 0:
+        if dropout_mask is not None:
+            if single_step:
+                dropout_mask = ops.expand_dims(dropout_mask, 1)
+            mixing = weights * ops.cast(dropout_mask, weights.dtype)
+        elif training and self.dropout > 0:
             mixing = keras.random.dropout(
                 weights, self.dropout, seed=self.seed_generator
             )
@@ -208,6 +254,30 @@ class BaseAttention(keras.layers.Layer):
             return ops.squeeze(context, 1), ops.squeeze(weights, 1)
         return context, weights
 
+    def dropout_mask(self, shape, training=None):
+        """Draws the dropout of the attention weights ahead of `attend`.
+
+        `attend` draws its own dropout in training. A decoder that attends
+        inside a compiled loop (`ops.scan`) draws the masks of all steps
+        before the loop instead and passes one per step as `dropout_mask`:
+        on JAX, a seed generator cannot advance inside a loop.
+
+        Args:
+            shape: shape of the weights it applies to, e.g.
+                `(steps, batch_size, Tk)` for single decoder steps.
+            training: bool, whether dropout is active.
+
+        Returns:
+            float32 tensor of `shape`, 0 where a weight is dropped and
+            `1 / (1 - dropout)` where it is kept; None outside training or
+            without dropout.
+        """
+        if not training or self.dropout == 0:
+            return None
+        return keras.random.dropout(
+            ops.ones(shape, "float32"), self.dropout, seed=self.seed_generator
+        )
+
     def compute_output_shape(self, query_shape, value_shape, key_shape=None):
         return (*query_shape[:-1], value_shape[-1])
 
@@ -218,13 +288,20 @@ class BaseAttention(keras.layers.Layer):
         key=None,
         query_mask=None,
         value_mask=None,
+        key_mask=None,
         return_attention_scores=False,
         training=None,
         use_causal_mask=False,
     ):
         key = value if key is None else key
         self._check_inputs(
-            query, value, key, query_mask, value_mask, use_causal_mask
+            query,
+            value,
+            key,
+            query_mask=query_mask,
+            value_mask=value_mask,
+            key_mask=key_mask,
+            use_causal_mask=use_causal_mask,
         )
         context = keras.KerasTensor(
             self.compute_output_shape(query.shape, value.shape),
@@ -242,10 +319,25 @@ class BaseAttention(keras.layers.Layer):
         config.update({"dropout": self.dropout, "seed": self.seed})
         return config
 
+    # ---- helpers --------------------------------------------------------
+
+    def _as_float(self, x):
+        """Integer and boolean inputs in the compute dtype; floats as given."""
+        if keras.backend.is_float_dtype(x.dtype):
+            return x
+        return ops.cast(x, self.compute_dtype)
+
     # ---- validation -----------------------------------------------------
 
     def _check_inputs(
-        self, query, value, key, query_mask, value_mask, use_causal_mask
+        self,
+        query,
+        value,
+        key,
+        query_mask=None,
+        value_mask=None,
+        key_mask=None,
+        use_causal_mask=False,
     ):
         self._check_shapes(
             query.shape,
@@ -253,6 +345,7 @@ class BaseAttention(keras.layers.Layer):
             key.shape,
             query_mask_shape=None if query_mask is None else query_mask.shape,
             value_mask_shape=None if value_mask is None else value_mask.shape,
+            key_mask_shape=None if key_mask is None else key_mask.shape,
             use_causal_mask=use_causal_mask,
         )
 
@@ -263,6 +356,7 @@ class BaseAttention(keras.layers.Layer):
         key_shape,
         query_mask_shape=None,
         value_mask_shape=None,
+        key_mask_shape=None,
         use_causal_mask=False,
     ):
         """Raises `ValueError` for inputs this layer cannot attend over.
@@ -324,17 +418,16 @@ class BaseAttention(keras.layers.Layer):
                 "step attends to all keys it is given: pass only the keys up "
                 "to the current step instead."
             )
-        expected = {
-            "value_mask": (value_shape[0], value_shape[1]),
-            "query_mask": query_shape[:-1],
+        # Masks have one entry per key `(batch, Tk)`, or per query.
+        masks = {
+            "value_mask": (value_mask_shape, "value", value_shape[:2]),
+            "key_mask": (key_mask_shape, "key", key_shape[:2]),
+            "query_mask": (query_mask_shape, "query", query_shape[:-1]),
         }
-        for arg, shape in (
-            ("value_mask", value_mask_shape),
-            ("query_mask", query_mask_shape),
-        ):
+        inputs = {"value": value_shape, "key": key_shape, "query": query_shape}
+        for arg, (shape, input_name, want) in masks.items():
             if shape is None:
                 continue
-            want = expected[arg]
             shape = tuple(shape)
             if len(shape) != len(want) or any(
                 a is not None and b is not None and a != b
@@ -342,6 +435,8 @@ class BaseAttention(keras.layers.Layer):
             ):
                 raise ValueError(
                     f"{name}: `{arg}` must have shape {_fmt(want)} to match "
-                    f"query shape {_fmt(query_shape)} and value shape "
-                    f"{_fmt(value_shape)}. Received {arg} shape {_fmt(shape)}."
+                    f"{input_name} shape {_fmt(inputs[input_name])}. Received "
+                    f"{arg} shape {_fmt(shape)}. Pass one boolean per "
+                    f"{'query' if arg == 'query_mask' else 'key'}, `True` "
+                    "where it takes part."
                 )

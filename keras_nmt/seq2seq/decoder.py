@@ -257,15 +257,30 @@ class AttentionDecoder(keras.layers.Layer):
             _, history = ops.scan(rnn_step, state, gates)
             hidden = ops.moveaxis(history[0], 0, 1)  # h of every step
             context, weights = self.attention.attend(
-                hidden, constants[0], constants[1], value_mask=constants[2]
+                hidden,
+                constants[0],
+                constants[1],
+                value_mask=constants[2],
+                training=training,
             )
             features = self.attentional_dense(
                 ops.concatenate([context, hidden], axis=-1)
             )
         else:
+            # The attention's dropout for every step, drawn before the loop:
+            # on JAX a seed generator cannot advance inside `ops.scan`.
+            dropout_masks = self.attention.dropout_mask(
+                (ops.shape(gates)[0], *ops.shape(encoder_outputs)[:2]),
+                training,
+            )
 
-            def decoder_step(carry, gates_t):
-                carry = self._step_core(gates_t, carry[2], constants, training)
+            def decoder_step(carry, inputs):
+                gates_t, mask_t = (
+                    (inputs, None) if dropout_masks is None else inputs
+                )
+                carry = self._step_core(
+                    gates_t, carry[2], constants, training, mask_t
+                )
                 return carry, carry
 
             batch = ops.shape(encoder_outputs)[0]
@@ -277,7 +292,8 @@ class AttentionDecoder(keras.layers.Layer):
                 ops.zeros(ops.shape(encoder_outputs)[:2], self.compute_dtype),
                 state,
             )
-            _, (features, weights, _) = ops.scan(decoder_step, init, gates)
+            steps = gates if dropout_masks is None else (gates, dropout_masks)
+            _, (features, weights, _) = ops.scan(decoder_step, init, steps)
             features = ops.moveaxis(features, 0, 1)
             weights = ops.moveaxis(weights, 0, 1)
         return self._logits(features, training), weights
@@ -307,14 +323,21 @@ class AttentionDecoder(keras.layers.Layer):
             gates = gates + recurrence.input_bias(self.cell)
         return gates
 
-    def _step_core(self, gates, state, constants, training):
+    def _step_core(self, gates, state, constants, training, dropout_mask=None):
         """From the embedding's gates and the state to the features that the
-        output layer turns into logits."""
+        output layer turns into logits. `dropout_mask`: the attention's
+        dropout for this step, drawn ahead (see `BaseAttention.dropout_mask`).
+        """
         encoder_outputs, keys, source_mask = constants
         n = recurrence.state_size(self.cell_kind)
         if self.style == "bahdanau":
             context, weights = self.attention.attend(
-                state[0], encoder_outputs, keys, value_mask=source_mask
+                state[0],
+                encoder_outputs,
+                keys,
+                value_mask=source_mask,
+                training=training,
+                dropout_mask=dropout_mask,
             )
             gates = gates + recurrence.partial_projection(
                 self.cell, context, self.embedding_dim
@@ -329,7 +352,12 @@ class AttentionDecoder(keras.layers.Layer):
             self.cell, self.cell_kind, gates, state[:n]
         )
         context, weights = self.attention.attend(
-            h, encoder_outputs, keys, value_mask=source_mask
+            h,
+            encoder_outputs,
+            keys,
+            value_mask=source_mask,
+            training=training,
+            dropout_mask=dropout_mask,
         )
         attentional = self.attentional_dense(
             ops.concatenate([context, h], axis=-1)

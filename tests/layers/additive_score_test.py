@@ -172,6 +172,24 @@ def test_chunk_size():
     assert chunk_size(1, 16, 64, 128) is None
     assert chunk_size(2, None, 7, 16) is None
     assert chunk_size(2, 10, None, 16) is None
+    # No batch or no keys: nothing to chunk (and no division by zero).
+    assert chunk_size(0, 4096, 64, 128) is None
+    assert chunk_size(64, 4096, 0, 128) is None
+    assert chunk_size(None, 4096, 0, 128) is None
+
+
+@pytest.mark.parametrize(
+    "batch, tk",
+    [pytest.param(0, 3, id="no_batch"), pytest.param(2, 0, id="no_keys")],
+)
+def test_empty_batch_or_keys_give_empty_scores_and_gradients(batch, tk, rng):
+    query, keys, v, coef = random_case(rng, batch=batch, tq=5, tk=tk)
+    scores, (d_query, d_keys, d_v) = scores_and_grads(query, keys, v, coef)
+    assert scores.shape == (batch, 5, tk)
+    # No score depends on anything: all gradients are zero.
+    assert d_query.shape == query.shape and d_keys.shape == keys.shape
+    np.testing.assert_array_equal(d_query, 0.0)
+    np.testing.assert_array_equal(d_v, np.zeros(4))
 
 
 def _bahdanau_model():

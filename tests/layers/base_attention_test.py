@@ -388,6 +388,172 @@ def test_embedding_mask_equals_explicit_masks(name):
     assert not np.allclose(unmasked[1], weights)
 
 
+def _key_token_model(layer):
+    """Keys from `Embedding(mask_zero=True)`; values from a plain input that
+    carries no Keras mask."""
+    query = keras.Input((None, 4), name="query")
+    key_tokens = keras.Input((None,), dtype="int32", name="key_tokens")
+    value = keras.Input((None, 3), name="value")
+    key = keras.layers.Embedding(10, 4, mask_zero=True, name="key_embedding")(
+        key_tokens
+    )
+    context, weights = layer(
+        query, value, key=key, return_attention_scores=True
+    )
+    return keras.Model([query, key_tokens, value], [context, weights])
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_key_embedding_mask_masks_padded_keys(name, rng):
+    layer = make_layer(name, name="attention")
+    model = _key_token_model(layer)
+    query = rng.normal(size=(3, 4, 4)).astype("float32")
+    value = rng.normal(size=(3, 5, 3)).astype("float32")
+    context, weights = to_numpy(
+        model.predict([query, VALUE_TOKENS, value], verbose=0)
+    )
+    real = VALUE_TOKENS != 0
+    assert np.all(weights[np.broadcast_to(~real[:, None], weights.shape)] == 0)
+    np.testing.assert_array_equal(context[1], 0.0)  # sample 1: no real key
+    key = keras.ops.convert_to_numpy(
+        model.get_layer("key_embedding")(VALUE_TOKENS)
+    )
+    ref_context, ref_weights = ref.layer_attention(
+        layer, query, value, key=key, value_mask=real
+    )
+    np.testing.assert_allclose(weights, ref_weights, atol=1e-5)
+    np.testing.assert_allclose(context, ref_context, atol=1e-5)
+    # The implicit key mask is the explicit one.
+    explicit = call(layer, query, value, key=key, key_mask=real)
+    np.testing.assert_allclose(context, explicit[0], atol=1e-6)
+    np.testing.assert_allclose(weights, explicit[1], atol=1e-6)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_key_mask_equals_value_mask_and_combines_with_it(name, rng):
+    query, key, value, value_mask, query_mask = random_inputs(rng)
+    key_mask = rng.random((3, 5)) < 0.7
+    key_mask[0, :2] = True
+    layer = make_layer(name)
+    layer(query, value, key=key)
+    perturb_scale(layer)
+    kwargs = {"key": key, "query_mask": query_mask}
+    as_key = call(layer, query, value, key_mask=value_mask, **kwargs)
+    as_value = call(layer, query, value, value_mask=value_mask, **kwargs)
+    np.testing.assert_array_equal(as_key[0], as_value[0])
+    np.testing.assert_array_equal(as_key[1], as_value[1])
+    # Both masks: a key takes part where both are True.
+    both = value_mask & key_mask
+    assert both.any() and not np.array_equal(both, value_mask)
+    context, weights = call(
+        layer, query, value, value_mask=value_mask, key_mask=key_mask, **kwargs
+    )
+    ref_context, ref_weights = ref.layer_attention(
+        layer, query, value, value_mask=both, **kwargs
+    )
+    np.testing.assert_allclose(weights, ref_weights, atol=1e-5)
+    np.testing.assert_allclose(context, ref_context, atol=1e-5)
+    # `attend` (one decoder step here) takes `key_mask` too.
+    step_context, step_weights = layer.attend(
+        query[:, 0],
+        value,
+        layer.project_keys(key),
+        query_mask=query_mask[:, 0],
+        value_mask=value_mask,
+        key_mask=key_mask,
+    )
+    np.testing.assert_allclose(to_numpy(step_weights), ref_weights[:, 0], 1e-5)
+    np.testing.assert_allclose(to_numpy(step_context), ref_context[:, 0], 1e-5)
+
+
+def _fill_masked(x, mask, fill):
+    """`x` with its rows `x[b, j]` where `mask[b, j]` is False set to `fill`."""
+    x = np.array(x, copy=True)
+    x[~mask] = fill
+    return x
+
+
+@pytest.mark.parametrize("mask_arg", ["value_mask", "key_mask"])
+@pytest.mark.parametrize("causal", [False, True], ids=["full", "causal"])
+@pytest.mark.parametrize("name", NAMES)
+def test_non_finite_masked_values_and_keys_do_not_reach_the_output(
+    name, causal, mask_arg, rng
+):
+    query, key, value, mask, query_mask = random_inputs(rng)
+    layer = make_layer(name)
+    layer(query, value, key=key)
+    perturb_scale(layer)
+    kwargs = {mask_arg: mask, "query_mask": query_mask}
+    kwargs["use_causal_mask"] = causal
+    # Finite garbage in the masked rows: the reference's answer.
+    garbage = rng.normal(size=(3, 5, 4)).astype("float32") * 1e3
+    finite_key = np.where(mask[..., None], key, garbage)
+    finite_value = np.where(mask[..., None], value, garbage[..., :3])
+    expected = call(layer, query, finite_value, key=finite_key, **kwargs)
+    ref_context, ref_weights = ref.layer_attention(
+        layer,
+        query,
+        value,
+        key=key,
+        value_mask=mask,
+        query_mask=query_mask,
+        use_causal_mask=causal,
+    )
+    np.testing.assert_allclose(expected[1], ref_weights, atol=1e-5)
+    np.testing.assert_allclose(expected[0], ref_context, atol=1e-5)
+    for fill in (np.nan, np.inf, -np.inf):
+        bad_key = _fill_masked(key, mask, fill)
+        bad_value = _fill_masked(value, mask, fill)
+        for args in ((value, bad_key), (bad_value, key), (bad_value, bad_key)):
+            got = call(layer, query, args[0], key=args[1], **kwargs)
+            np.testing.assert_array_equal(got[0], expected[0])
+            np.testing.assert_array_equal(got[1], expected[1])
+            context = layer(query, args[0], key=args[1], **kwargs)
+            np.testing.assert_array_equal(to_numpy(context), expected[0])
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_non_finite_masked_inputs_give_the_gradients_of_finite_ones(name, rng):
+    query, key, value, value_mask, query_mask = random_inputs(rng)
+    layer = make_layer(name)
+    layer(query, value, key=key)
+    perturb_scale(layer)
+    c_coef = ops.convert_to_tensor(rng.normal(size=(3, 4, 3)), "float32")
+    w_coef = ops.convert_to_tensor(rng.normal(size=(3, 4, 5)), "float32")
+
+    def loss_fn(outputs):
+        context, weights = outputs
+        return ops.sum(context * c_coef) + ops.sum(weights * w_coef)
+
+    kwargs = {
+        "key_mask": value_mask,
+        "query_mask": query_mask,
+        "return_attention_scores": True,
+    }
+    results = [
+        layer_gradients(
+            layer,
+            [
+                query,
+                _fill_masked(value, value_mask, fill),
+                _fill_masked(key, value_mask, fill),
+            ],
+            loss_fn,
+            **kwargs,
+        )
+        for fill in (7.0, np.nan, np.inf)
+    ]
+    finite = results[0]
+    for loss, input_grads, weight_grads in results[1:]:
+        assert loss == finite[0]
+        for got, expected in zip(
+            [*input_grads, *weight_grads], [*finite[1], *finite[2]], strict=True
+        ):
+            np.testing.assert_array_equal(got, expected)
+    np.testing.assert_array_equal(finite[1][1][~value_mask], 0.0)
+    np.testing.assert_array_equal(finite[1][2][~value_mask], 0.0)
+
+
 # ---- properties --------------------------------------------------------
 
 
@@ -515,6 +681,39 @@ def test_dropout_is_reproducible_with_a_seed(name, rng):
     assert not np.allclose(
         call(layers[0], query, value, key=key, training=True)[0], first
     )
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_dropout_drawn_ahead_equals_dropout_drawn_by_attend(name, rng):
+    query, key, _, value_mask, _ = random_inputs(rng, batch=4, tk=6)
+    value = np.broadcast_to(np.eye(6, dtype="float32"), (4, 6, 6)).copy()
+    inside, ahead = (make_layer(name, dropout=0.5, seed=7) for _ in range(2))
+    for layer in (inside, ahead):
+        layer(query, value, key=key)  # build; inference does not draw
+    ahead.set_weights(inside.get_weights())
+    projected = inside.project_keys(key)
+    expected = inside.attend(
+        query, value, projected, value_mask=value_mask, training=True
+    )
+    mask = ahead.dropout_mask((4, 4, 6), training=True)
+    assert set(np.unique(to_numpy(mask))) == {0.0, 2.0}
+    got = ahead.attend(
+        query, value, projected, value_mask=value_mask, dropout_mask=mask
+    )
+    np.testing.assert_allclose(to_numpy(got[0]), to_numpy(expected[0]), 1e-6)
+    np.testing.assert_array_equal(to_numpy(got[1]), to_numpy(expected[1]))
+    # One decoder step takes a `(batch, Tk)` mask.
+    step = ahead.attend(
+        query[:, 1],
+        value,
+        projected,
+        value_mask=value_mask,
+        dropout_mask=mask[:, 1],
+    )
+    np.testing.assert_allclose(to_numpy(step[0]), to_numpy(got[0])[:, 1], 1e-6)
+    # Nothing to draw outside training or without dropout.
+    assert ahead.dropout_mask((4, 4, 6), training=False) is None
+    assert make_layer(name).dropout_mask((4, 4, 6), training=True) is None
 
 
 # ---- mixed precision ---------------------------------------------------
@@ -736,6 +935,16 @@ SHAPE_ERRORS = [
     pytest.param(
         (2, 3, 4),
         (2, 5, 4),
+        (2, 5, 4),
+        {"key_mask": (2, 4)},
+        r"`key_mask` must have shape \(2, 5\) to match key shape "
+        r"\(2, 5, 4\)\. Received key_mask shape \(2, 4\)\. Pass one boolean "
+        r"per key, `True` where it takes part\.",
+        id="key_mask_length",
+    ),
+    pytest.param(
+        (2, 3, 4),
+        (2, 5, 4),
         None,
         {"query_mask": (2, 5)},
         r"`query_mask` must have shape \(2, 3\) .*Received query_mask shape "
@@ -763,9 +972,12 @@ SHAPE_ERRORS = [
 ]
 
 
+MASK_ARGS = ("query_mask", "value_mask", "key_mask")
+
+
 def _error_kwargs(kwargs, make_mask):
     return {
-        arg: make_mask(value) if arg in ("query_mask", "value_mask") else value
+        arg: make_mask(value) if arg in MASK_ARGS else value
         for arg, value in kwargs.items()
     }
 
@@ -861,6 +1073,79 @@ def test_compute_output_shape_and_symbolic_shapes(name):
     )
     assert tuple(context.shape) == (2, 5, 3)
     assert tuple(weights.shape) == (2, 5, 7)
+
+
+@pytest.mark.parametrize("dtype", ["int32", "bool"])
+@pytest.mark.parametrize("name", NAMES)
+def test_integer_and_boolean_inputs_compute_in_floating_point(name, dtype, rng):
+    _, _, _, value_mask, query_mask = random_inputs(rng)
+    low, high = (0, 2) if dtype == "bool" else (-3, 4)
+    query, key, value = (
+        rng.integers(low, high, size=shape).astype(dtype)
+        for shape in ((3, 4, 4), (3, 5, 4), (3, 5, 3))
+    )
+    floats = [x.astype("float32") for x in (query, key, value)]
+    layer = make_layer(name)
+    layer(floats[0], floats[2], key=floats[1])
+    perturb_scale(layer)
+    masks = {"value_mask": value_mask, "query_mask": query_mask}
+    context, weights = layer(
+        query, value, key=key, return_attention_scores=True, **masks
+    )
+    assert keras.backend.standardize_dtype(context.dtype) == "float32"
+    expected = call(layer, floats[0], floats[2], key=floats[1], **masks)
+    np.testing.assert_array_equal(to_numpy(context), expected[0])
+    np.testing.assert_array_equal(to_numpy(weights), expected[1])
+    ref_context, ref_weights = ref.layer_attention(
+        layer, query, value, key=key, **masks
+    )
+    np.testing.assert_allclose(expected[1], ref_weights, atol=1e-5)
+    np.testing.assert_allclose(expected[0], ref_context, atol=1e-5)
+    assert np.abs(ref_context).max() > 0.1  # not the all-zero answer
+    # `attend` (one decoder step here) casts too.
+    step_context, _ = layer.attend(
+        query[:, 0],
+        value,
+        layer.project_keys(floats[1]),
+        query_mask=query_mask[:, 0],
+        value_mask=value_mask,
+    )
+    np.testing.assert_allclose(
+        to_numpy(step_context), expected[0][:, 0], atol=1e-6
+    )
+
+
+@pytest.mark.parametrize("rank", [2, 3])
+@pytest.mark.parametrize(
+    "batch, tk",
+    [pytest.param(0, 5, id="no_batch"), pytest.param(3, 0, id="no_keys")],
+)
+@pytest.mark.parametrize("name", NAMES)
+def test_empty_batch_or_no_keys_give_empty_or_zero_outputs(
+    name, batch, tk, rank, rng
+):
+    query = rng.normal(size=(batch, 4, 4)).astype("float32")
+    key = rng.normal(size=(batch, tk, 4)).astype("float32")
+    value = rng.normal(size=(batch, tk, 3)).astype("float32")
+    if rank == 2:
+        query = query[:, 0]
+    queries = query.shape[:-1]
+    layer = make_layer(name)
+    for masks in (
+        {},
+        {
+            "value_mask": np.ones((batch, tk), bool),
+            "key_mask": np.ones((batch, tk), bool),
+            "query_mask": np.ones(queries, bool),
+        },
+    ):
+        context, weights = call(layer, query, value, key=key, **masks)
+        # With no key, a query attends to nothing: a zero context.
+        assert context.shape == (*queries, 3)
+        assert weights.shape == (*queries, tk)
+        np.testing.assert_array_equal(context, np.zeros((*queries, 3)))
+        context = layer(query, value, key=key, **masks)
+        assert tuple(context.shape) == (*queries, 3)
 
 
 # ---- serialisation, saving, compilation --------------------------------

@@ -4,6 +4,8 @@ import pytest
 from keras import ops
 
 from keras_nmt import BahdanauAttention
+from keras_nmt import DotProductAttention
+from keras_nmt import ScaledDotProductAttention
 from keras_nmt.seq2seq import AttentionDecoder
 from keras_nmt.seq2seq import Encoder
 from keras_nmt.seq2seq import build_seq2seq
@@ -122,6 +124,63 @@ def test_keys_are_projected_once_per_source(
     # the per-step work is only the query side.
     _step_through(model, source, target)
     assert len(calls) == 2  # once more, for the new source
+
+
+def _attention(kind, dropout):
+    """An attention layer of `kind` with attention dropout `dropout`."""
+    options = {"dropout": dropout, "seed": 3, "name": "attention"}
+    if kind == "bahdanau":
+        return BahdanauAttention(12, **options)
+    if kind == "general":
+        return DotProductAttention(score="general", **options)
+    return ScaledDotProductAttention(**options)
+
+
+@pytest.mark.parametrize(
+    "style,input_feeding,attention",
+    [
+        ("bahdanau", False, "bahdanau"),
+        ("luong", False, "general"),
+        ("luong", True, "scaled_dot"),
+    ],
+)
+def test_attention_dropout_acts_in_training_only(
+    style, input_feeding, attention, rng
+):
+    source, target = _batch(rng)
+    inputs = (source, target)
+    model = _model(style, _attention(attention, 0.5), "lstm", input_feeding)
+    logits = ops.convert_to_numpy(model(inputs, training=False))
+    # Inference is deterministic.
+    for training in (False, None):
+        np.testing.assert_array_equal(
+            ops.convert_to_numpy(model(inputs, training=training)), logits
+        )
+    dropped = ops.convert_to_numpy(model(inputs, training=True))
+    assert np.all(np.isfinite(dropped))
+    assert np.abs(dropped - logits).max() > 1e-3
+    # A second training call draws other masks.
+    again = ops.convert_to_numpy(model(inputs, training=True))
+    assert np.abs(again - dropped).max() > 1e-3
+    # The attention's dropout is the model's only one: the same weights
+    # without it give the inference logits in training too.
+    plain = _model(style, _attention(attention, 0.0), "lstm", input_feeding)
+    plain.set_weights(model.get_weights())
+    np.testing.assert_allclose(
+        ops.convert_to_numpy(plain(inputs, training=True)), logits, atol=1e-6
+    )
+    # One decoding step drops too, in training only.
+    decoder = model.get_layer("decoder")
+    outputs, mask, final = model.get_layer("encoder")(source)
+    state = decoder.initial_state(final)
+    constants = decoder.constants(outputs, mask)
+    tokens = ops.convert_to_tensor(target[:, 0])
+    step = decoder.step(tokens, state, constants)[0]
+    np.testing.assert_allclose(
+        ops.convert_to_numpy(step), logits[:, 0], atol=1e-5
+    )
+    step_dropped = decoder.step(tokens, state, constants, training=True)[0]
+    assert np.abs(ops.convert_to_numpy(step_dropped - step)).max() > 1e-3
 
 
 def test_save_and_load_keras_file(tmp_path, rng):
