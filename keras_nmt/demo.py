@@ -55,7 +55,8 @@ def run_demo(
 
     Args:
         out_dir: where the model (`out_dir/model`) and the heatmap
-            (`out_dir/attention.png`) go.
+            (`out_dir/attention.png`) go: a new or empty directory, or the
+            output of an earlier demo (whose model is replaced).
         epochs: training epochs; default `DEMO_SETTINGS.epochs`.
         max_pairs: use only the first `max_pairs` pairs of the corpus (for
             quick tests).
@@ -66,58 +67,84 @@ def run_demo(
         A dict with `"bleu_greedy"`, `"bleu_beam"`, `"exact_match_greedy"`,
         `"exact_match_beam"` (validation, percent), `"train_seconds"`,
         `"total_seconds"`, `"attention_png"` and `"model_dir"`.
+
+    Raises:
+        ValueError: if `out_dir` is not empty and holds no earlier demo.
     """
     from keras_nmt import text
-    from keras_nmt.evaluation import normalize_for_scoring
-    from keras_nmt.plotting import plot_attention
-    from keras_nmt.training.run_directory import RunDirectory
-    from keras_nmt.training.trainer import train_translator
 
     start = time.perf_counter()
     settings = DEMO_SETTINGS
     if epochs is not None:
         settings = settings.replace(epochs=epochs)
     out_dir = pathlib.Path(out_dir)
-    model_dir = RunDirectory(out_dir / MODEL_DIR)
-    ours = model_dir.is_ours()
+    _check_out_dir(out_dir)
+    pairs = text.load_demo_pairs(max_pairs=max_pairs)
+    splits = text.split_pairs(pairs, seed=settings.seed)
+    translator = _train(splits, settings, out_dir / MODEL_DIR, verbose)
+    train_seconds = time.perf_counter() - start
+    scores = _print_scores(translator, splits.validation)
+    shown, beam_out, references = _show_examples(
+        translator, splits.test, examples
+    )
+    png = _plot_an_example(translator, shown, beam_out, references, out_dir)
+    total = time.perf_counter() - start
+    print(
+        f"Model: {out_dir / MODEL_DIR}  (try: keras-nmt translate "
+        f'--model {out_dir / MODEL_DIR} --method beam "¿Dónde está Tom?")\n'
+        f"Time: training {train_seconds:.0f} s, total {total:.0f} s",
+        flush=True,
+    )
+    return {
+        **scores,
+        "train_seconds": train_seconds,
+        "total_seconds": total,
+        "attention_png": str(png),
+        "model_dir": str(out_dir / MODEL_DIR),
+    }
+
+
+def _check_out_dir(out_dir: pathlib.Path) -> None:
+    from keras_nmt.training.run_directory import RunDirectory
+
+    ours = RunDirectory(out_dir / MODEL_DIR).is_ours()
     if out_dir.is_dir() and any(out_dir.iterdir()) and not ours:
         raise ValueError(
             f"The demo writes into '{out_dir}', which is not empty and holds "
             "no earlier demo run; its files are never overwritten. Pass "
             "another --out."
         )
-    pairs = text.load_demo_pairs(max_pairs=max_pairs)
-    train, validation, test = text.split_pairs(pairs, seed=settings.seed)
+
+
+def _train(splits, settings, model_dir, verbose):
+    from keras_nmt.training.trainer import train_translator
+
+    train, validation, test = splits
     if not len(validation) or not len(test):
         raise ValueError(
-            f"The demo needs validation and test pairs; {len(pairs)} pairs "
-            f"split into {len(train)}/{len(validation)}/{len(test)}. Use "
-            "more pairs."
+            "The demo needs validation and test pairs; the pairs split into "
+            f"{len(train)}/{len(validation)}/{len(test)}. Use more pairs."
         )
     print(
         "keras-nmt demo: Spanish -> English with "
         f"{settings.attention} attention ({settings.style}-style "
         f"{settings.cell.upper()} decoder, {settings.units} units)\n"
-        f"Data: {len(pairs)} Tatoeba pairs embedded in the package "
-        "(CC BY 2.0 FR, www.manythings.org/anki and tatoeba.org), split by "
-        f"English sentence: {len(train)} train / {len(validation)} "
-        f"validation / {len(test)} test\n"
-        f"Training {settings.epochs} epochs (the best epoch by validation "
-        "loss is kept)...",
+        f"Data: {len(train) + len(validation) + len(test)} Tatoeba pairs "
+        "embedded in the package (CC BY 2.0 FR, www.manythings.org/anki and "
+        "tatoeba.org), split by English sentence: "
+        f"{len(train)} train / {len(validation)} validation / {len(test)} "
+        f"test\nTraining {settings.epochs} epochs (the best epoch by "
+        "validation loss is kept)...",
         flush=True,
     )
-    # The demo's own earlier model, if any, is replaced (once this run
-    # has completed an epoch).
-    translator = train_translator(
-        train,
-        validation,
-        model_dir.path,
-        settings,
-        overwrite=True,
-        verbose=verbose,
+    # The demo's own earlier model, if any, is replaced (once this run has
+    # completed an epoch).
+    return train_translator(
+        train, validation, model_dir, settings, overwrite=True, verbose=verbose
     )
-    train_seconds = time.perf_counter() - start
 
+
+def _print_scores(translator, validation) -> dict:
     greedy = translator.evaluate(validation.sources, validation.targets)
     beam = translator.evaluate(
         validation.sources, validation.targets, method="beam"
@@ -128,16 +155,23 @@ def run_demo(
         f"  greedy           {greedy['bleu']:5.1f}   exact match "
         f"{greedy['exact_match']:4.1f}%\n"
         f"  beam (width {translator.options.beam_width})   "
-        f"{beam['bleu']:5.1f}   "
-        f"exact match {beam['exact_match']:4.1f}%",
+        f"{beam['bleu']:5.1f}   exact match {beam['exact_match']:4.1f}%",
         flush=True,
     )
+    return {
+        "bleu_greedy": greedy["bleu"],
+        "bleu_beam": beam["bleu"],
+        "exact_match_greedy": greedy["exact_match"],
+        "exact_match_beam": beam["exact_match"],
+    }
 
+
+def _show_examples(translator, test, examples: int):
+    """Print greedy and beam translations of test sentences evenly spaced
+    over the test split (sorted by length: short and long ones)."""
     references: dict[str, list[str]] = {}
     for source, target in zip(test.sources, test.targets, strict=True):
         references.setdefault(source, []).append(target)
-    # Evenly spaced over the test split, which is sorted by length: short
-    # and long sentences.
     distinct = list(references)
     count = min(examples, len(distinct))
     step = (len(distinct) - 1) / max(count - 1, 1)
@@ -154,9 +188,15 @@ def run_demo(
             f"       beam       {b}\n"
             f"       reference  {' | '.join(references[source])}"
         )
+    return shown, beam_out, references
 
-    # The heatmap of the longest example that beam search got right (after
-    # the normalisation of the scores), else of the middle one.
+
+def _plot_an_example(translator, shown, beam_out, references, out_dir):
+    """The heatmap of the longest example that beam search got right
+    (after the normalisation of the scores), else of the middle one."""
+    from keras_nmt.evaluation import normalize_for_scoring
+    from keras_nmt.plotting import plot_attention
+
     correct = [
         source
         for source, b in zip(shown, beam_out, strict=True)
@@ -173,21 +213,5 @@ def run_demo(
         title=f"{example} -> {plotted.text}",
     )
     figure.savefig(png, dpi=120)
-    total = time.perf_counter() - start
-    print(
-        f"\nAttention heatmap of {example!r} (beam search): {png}\n"
-        f"Model: {out_dir / MODEL_DIR}  (try: keras-nmt translate "
-        f'--model {out_dir / MODEL_DIR} --method beam "¿Dónde está Tom?")\n'
-        f"Time: training {train_seconds:.0f} s, total {total:.0f} s",
-        flush=True,
-    )
-    return {
-        "bleu_greedy": greedy["bleu"],
-        "bleu_beam": beam["bleu"],
-        "exact_match_greedy": greedy["exact_match"],
-        "exact_match_beam": beam["exact_match"],
-        "train_seconds": train_seconds,
-        "total_seconds": total,
-        "attention_png": str(png),
-        "model_dir": str(out_dir / MODEL_DIR),
-    }
+    print(f"\nAttention heatmap of {example!r} (beam search): {png}")
+    return png

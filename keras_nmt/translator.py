@@ -120,7 +120,6 @@ def _check_model(model, processor):
             )
 
 
-
 def _display(token: str) -> str:
     return unicodedata.normalize("NFC", token)
 
@@ -293,9 +292,7 @@ class Translator:
             )
         ]
 
-    def translate_with_attention(
-        self, sentence: str, **options
-    ) -> Translation:
+    def translate_with_attention(self, sentence: str, **options) -> Translation:
         """Translate one sentence and return its attention map.
 
         The options are those of `translate`; the translation equals
@@ -543,32 +540,7 @@ class Translator:
             raise FileNotFoundError(
                 f"Translator directory not found: '{directory}'; {expected}."
             )
-        config_path = directory / CONFIG_FILE
-        if not config_path.is_file() and (directory / TRAINING_FILE).is_file():
-            raise TranslatorLoadError(
-                f"'{directory}' holds a training run that has not completed "
-                "an epoch yet, so it has no model to load. Let it finish, "
-                "or continue it with `keras-nmt train ... --resume`."
-            )
-        if not config_path.is_file():
-            raise FileNotFoundError(
-                f"No {CONFIG_FILE} in '{directory}'; {expected}."
-            )
-        try:
-            config = json.loads(config_path.read_text(encoding="utf-8"))
-            if not isinstance(config, dict):
-                raise ValueError("not a JSON object")
-        except (ValueError, UnicodeDecodeError) as error:
-            raise TranslatorLoadError(
-                f"'{config_path}' is not a valid translator config "
-                f"({error}); {expected}."
-            ) from None
-        if config.get("format_version") != _FORMAT_VERSION:
-            raise TranslatorLoadError(
-                f"'{config_path}': format_version "
-                f"{config.get('format_version')!r} is not supported; expected "
-                f"{_FORMAT_VERSION}."
-            )
+        config = _read_config(directory, expected)
         model_path = directory / config.get("model_file", MODEL_FILE)
         if not model_path.is_file():
             raise FileNotFoundError(
@@ -581,33 +553,7 @@ class Translator:
                 f"Could not read the vocabularies in '{directory}' "
                 f"({type(error).__name__}: {error}); {expected}."
             ) from None
-        advice = (
-            "Expected a .keras file written by Translator.save(); the file "
-            "may be truncated or corrupted: save or train it again."
-        )
-        if not zipfile.is_zipfile(model_path):
-            raise TranslatorLoadError(
-                f"Could not load the model file '{model_path}': it is not a "
-                f".keras (zip) archive. {advice}"
-            )
-        try:
-            # Importing keras_nmt.seq2seq registered the custom layers.
-            model = keras.saving.load_model(
-                model_path, compile=False, safe_mode=True
-            )
-        except Exception as error:  # zip, HDF5, JSON or Keras errors
-            message = str(error).strip().splitlines()
-            detail = f"{type(error).__name__}: {message[0] if message else ''}"
-            if "safe_mode" in str(error):
-                advice = (
-                    "The file holds Python code (e.g. a Lambda layer), which "
-                    "safe mode refuses to run; Translator.save never writes "
-                    "any, so this file does not come from it."
-                )
-            raise TranslatorLoadError(
-                f"Could not load the model file '{model_path}' ({detail}). "
-                f"{advice}"
-            ) from error
+        model = _load_model(model_path)
         options = {
             key: config[key]
             for key in ("max_length", "batch_size", "seed")
@@ -621,3 +567,66 @@ class Translator:
                 f"'{directory}' holds a model and a processor that do not "
                 f"fit together, or invalid settings: {error}"
             ) from None
+
+
+def _read_config(directory: pathlib.Path, expected: str) -> dict:
+    """The `translator.json` of `directory`, checked."""
+    config_path = directory / CONFIG_FILE
+    if not config_path.is_file() and (directory / TRAINING_FILE).is_file():
+        raise TranslatorLoadError(
+            f"'{directory}' holds a training run that has not completed "
+            "an epoch yet, so it has no model to load. Let it finish, "
+            "or continue it with `keras-nmt train ... --resume`."
+        )
+    if not config_path.is_file():
+        raise FileNotFoundError(
+            f"No {CONFIG_FILE} in '{directory}'; {expected}."
+        )
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+        if not isinstance(config, dict):
+            raise ValueError("not a JSON object")
+    except (ValueError, UnicodeDecodeError) as error:
+        raise TranslatorLoadError(
+            f"'{config_path}' is not a valid translator config "
+            f"({error}); {expected}."
+        ) from None
+    if config.get("format_version") != _FORMAT_VERSION:
+        raise TranslatorLoadError(
+            f"'{config_path}': format_version "
+            f"{config.get('format_version')!r} is not supported; expected "
+            f"{_FORMAT_VERSION}."
+        )
+    return config
+
+
+def _load_model(model_path: pathlib.Path) -> keras.Model:
+    """The model of a `.keras` file written by `Translator.save`, loaded in
+    safe mode, or a `TranslatorLoadError` saying what is wrong with it."""
+    advice = (
+        "Expected a .keras file written by Translator.save(); the file "
+        "may be truncated or corrupted: save or train it again."
+    )
+    if not zipfile.is_zipfile(model_path):
+        raise TranslatorLoadError(
+            f"Could not load the model file '{model_path}': it is not a "
+            f".keras (zip) archive. {advice}"
+        )
+    try:
+        # Importing keras_nmt.seq2seq registered the custom layers.
+        model = keras.saving.load_model(
+            model_path, compile=False, safe_mode=True
+        )
+    except Exception as error:  # zip, HDF5, JSON or Keras errors
+        message = str(error).strip().splitlines()
+        detail = f"{type(error).__name__}: {message[0] if message else ''}"
+        if "safe_mode" in str(error):
+            advice = (
+                "The file holds Python code (e.g. a Lambda layer), which "
+                "safe mode refuses to run; Translator.save never writes "
+                "any, so this file does not come from it."
+            )
+        raise TranslatorLoadError(
+            f"Could not load the model file '{model_path}' ({detail}). {advice}"
+        ) from error
+    return model
