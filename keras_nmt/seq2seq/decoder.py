@@ -6,10 +6,10 @@ from keras_nmt.layers import BaseAttention
 from keras_nmt.layers import DotProductAttention
 from keras_nmt.layers import ScaledDotProductAttention
 from keras_nmt.seq2seq import recurrence
-from keras_nmt.seq2seq.encoder import _check_cell
-
-STYLES = ("bahdanau", "luong")
-ATTENTIONS = ("bahdanau", "dot", "general", "scaled_dot")
+from keras_nmt.seq2seq.options import ATTENTIONS
+from keras_nmt.seq2seq.options import CELLS
+from keras_nmt.seq2seq.options import STYLES
+from keras_nmt.seq2seq.options import check_choice
 
 
 def get_attention(attention, units):
@@ -94,7 +94,7 @@ class AttentionDecoder(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        _check_cell("AttentionDecoder", cell)
+        check_choice("AttentionDecoder", "cell", cell, CELLS)
         if style not in STYLES:
             raise ValueError(
                 f"AttentionDecoder: `style` must be one of {STYLES}. "
