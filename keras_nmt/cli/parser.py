@@ -215,7 +215,7 @@ terminal, each line is answered when entered at the '> ' prompt (on stderr);
 Ctrl-D ends. A progress bar (lines/s, and ETA for a file) is drawn on stderr
 when stderr is a terminal and the translations go to a file or a pipe.
 
---n-best K prints K lines per sentence, best first, each
+--n-best K (even 1) prints K lines per sentence, best first, each
 LINE<TAB>SCORE<TAB>TEXT: LINE the 1-based number of the input line (or
 TEXT), SCORE the hypothesis' score (4 decimals); K > 1 needs --method beam.""",
         epilog="""\

@@ -358,7 +358,7 @@ class StreamTranslator:
                 _write_stderr("\n")
             say(f"interrupted after {self.written} translated line(s), {kept}")
             return INTERRUPTED
-        except (StreamError, OSError) as error:
+        except (ValueError, OSError) as error:
             self.progress.clear()
             kept = self.output.keep_partial()
             hint = ""
