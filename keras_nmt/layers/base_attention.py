@@ -1,47 +1,13 @@
-"""The call convention, masking and softmax shared by every attention layer."""
+"""The call convention, masking and probabilities shared by every attention
+layer."""
 
 import keras
 from keras import ops
 
-# Scores of masked keys are replaced by this before the softmax. Scores and
-# softmax always run in float32, so the value cannot overflow, even under a
-# `mixed_float16` policy (where the largest finite number is 65504).
-_MASKED_SCORE = -1e9
+from keras_nmt.layers import probability
 
-
-def masked_softmax(scores, mask=None):
-    """Softmax over the last axis that gives masked positions weight exactly 0.
-
-    A row whose positions are all masked gets all-zero weights (not a uniform
-    distribution over padding), and its gradient is zero, never NaN.
-
-    Args:
-        scores: float tensor `(..., Tk)`, cast to float32.
-        mask: optional boolean tensor broadcastable to `scores`; `True` marks
-            the positions that may be attended to.
-
-    Returns:
-        float32 tensor of the shape of `scores`.
-    """
-    weights = _softmax_over_unmasked(scores, mask)
-    if mask is None:
-        return weights
-    # Only a fully masked row has weight on masked positions (uniform over
-    # them); zeroing those keeps every other weight exactly as the softmax
-    # gave it.
-    return ops.where(ops.cast(mask, "bool"), weights, 0.0)
-
-
-def _softmax_over_unmasked(scores, mask):
-    """Float32 softmax with the masked scores set to -1e9.
-
-    Masked positions of a row with an unmasked one get exp(-1e9 - max) = 0;
-    a fully masked row is uniform: the caller zeroes it.
-    """
-    scores = ops.cast(scores, "float32")
-    if mask is not None:
-        scores = ops.where(ops.cast(mask, "bool"), scores, _MASKED_SCORE)
-    return ops.softmax(scores, axis=-1)
+# The name it has always had here: the same function as `probability.softmax`.
+masked_softmax = probability.softmax
 
 
 def causal_mask(query_length, key_length):
@@ -51,20 +17,32 @@ def causal_mask(query_length, key_length):
     return ops.expand_dims(ops.greater_equal(rows, cols), 0)
 
 
-def _keys_to_attend(value_mask, key_mask):
-    """Boolean `(B, Tk)`: the keys neither `value_mask` nor `key_mask` masks.
+def length_mask(lengths, length):
+    """Boolean `(B, length)`: `True` at positions `j < lengths[b]`.
 
-    None when neither is given. Like `keras.layers.MultiHeadAttention`, a key
-    takes part only where both masks are `True`.
+    Lengths below 0 mask the whole row; above `length`, none of it.
+    """
+    positions = ops.expand_dims(ops.arange(length, dtype="int32"), 0)
+    return ops.less(positions, ops.expand_dims(ops.cast(lengths, "int32"), -1))
+
+
+def _keys_to_attend(value_mask, key_mask, value_lengths, key_length):
+    """Boolean `(B, Tk)`: the keys no mask and no length leaves out.
+
+    None when none is given. Like `keras.layers.MultiHeadAttention`, a key
+    takes part only where every mask is `True` (and below its row's length).
     """
     masks = [
         ops.cast(m, "bool") for m in (value_mask, key_mask) if m is not None
     ]
+    if value_lengths is not None:
+        masks.append(length_mask(value_lengths, key_length))
     if not masks:
         return None
-    if len(masks) == 1:
-        return masks[0]
-    return ops.logical_and(*masks)
+    keys = masks[0]
+    for mask in masks[1:]:
+        keys = ops.logical_and(keys, mask)
+    return keys
 
 
 def _fmt(shape):
@@ -84,20 +62,29 @@ class BaseAttention(keras.layers.Layer):
     - `check_depths(query_dim, key_dim)` raises `ValueError` for depths the
       score cannot combine.
 
-    This class validates shapes, applies the key, query and causal masks,
-    takes the softmax in float32, applies dropout to the weights in training,
-    and forms the context. `project_keys` and `attend` are public so that a
-    decoder can project the encoder states once and attend at every step.
+    This class validates shapes, applies the key, query, length and causal
+    masks, turns the scores into weights with the probability function in
+    float32, applies dropout to the weights in training, and forms the
+    context. `project_keys` and `attend` are public so that a decoder can
+    project the encoder states once and attend at every step.
 
     Args:
         dropout: float in `[0, 1)`, fraction of the attention weights dropped
             during training. The returned weights are always the undropped
             distribution.
         seed: optional int, seed of the dropout.
+        probability_fn: how scores become weights: `"softmax"` (default),
+            `"sparsemax"` (exact zeros for low scores), `"hardmax"` (one-hot
+            of the best key, zero gradient), or a callable
+            `fn(scores, mask) -> weights` (see `keras_nmt.layers.probability`
+            for the contract; register it with
+            `keras.saving.register_keras_serializable` for `.keras` files).
         **kwargs: standard layer keyword arguments (`name`, `dtype`, ...).
     """
 
-    def __init__(self, dropout=0.0, seed=None, **kwargs):
+    def __init__(
+        self, dropout=0.0, seed=None, probability_fn="softmax", **kwargs
+    ):
         super().__init__(**kwargs)
         if not 0.0 <= float(dropout) < 1.0:
             raise ValueError(
@@ -106,6 +93,7 @@ class BaseAttention(keras.layers.Layer):
             )
         self.dropout = float(dropout)
         self.seed = seed
+        self.probability_fn = probability.get(probability_fn)
         self.supports_masking = True
         self.seed_generator = (
             keras.random.SeedGenerator(seed) if self.dropout > 0 else None
@@ -147,11 +135,14 @@ class BaseAttention(keras.layers.Layer):
         query_mask=None,
         value_mask=None,
         key_mask=None,
+        value_lengths=None,
         return_attention_scores=False,
         training=None,
         use_causal_mask=False,
     ):
         key = value if key is None else key
+        if value_lengths is not None:
+            value_lengths = ops.convert_to_tensor(value_lengths)
         self._check_inputs(
             query,
             value,
@@ -159,10 +150,13 @@ class BaseAttention(keras.layers.Layer):
             query_mask=query_mask,
             value_mask=value_mask,
             key_mask=key_mask,
+            value_lengths=value_lengths,
             use_causal_mask=use_causal_mask,
         )
         key = self._as_float(key)
-        keys = _keys_to_attend(value_mask, key_mask)
+        keys = _keys_to_attend(
+            value_mask, key_mask, value_lengths, ops.shape(key)[1]
+        )
         if keys is not None:
             # A NaN or inf in a masked key must reach neither the scores
             # nor, through them, the gradients of the other inputs.
@@ -174,6 +168,7 @@ class BaseAttention(keras.layers.Layer):
             query_mask=query_mask,
             value_mask=value_mask,
             key_mask=key_mask,
+            value_lengths=value_lengths,
             training=training,
             use_causal_mask=use_causal_mask,
         )
@@ -189,6 +184,7 @@ class BaseAttention(keras.layers.Layer):
         query_mask=None,
         value_mask=None,
         key_mask=None,
+        value_lengths=None,
         training=None,
         use_causal_mask=False,
         dropout_mask=None,
@@ -210,9 +206,11 @@ class BaseAttention(keras.layers.Layer):
             query = ops.expand_dims(query, 1)
             if query_mask is not None:
                 query_mask = ops.expand_dims(query_mask, 1)
-        scores = self.score(query, projected_keys)
+        scores = ops.cast(self.score(query, projected_keys), "float32")
         mask = None
-        keys = _keys_to_attend(value_mask, key_mask)
+        keys = _keys_to_attend(
+            value_mask, key_mask, value_lengths, ops.shape(value)[1]
+        )
         if keys is not None:
             mask = ops.expand_dims(keys, 1)
             # A masked value gets weight 0, but 0 * inf and 0 * NaN are NaN:
@@ -223,11 +221,14 @@ class BaseAttention(keras.layers.Layer):
             mask = causal if mask is None else ops.logical_and(mask, causal)
         # The rows with no key to attend to (and the masked queries) are
         # zeroed on the context, (B, Tq, d_v), rather than on the weights,
-        # (B, Tq, Tk) as `masked_softmax` does: one pass over the largest
-        # tensor fewer, which matters when Tk > d_v. The returned weights
-        # are zeroed too; when they are not used, graph pruning and XLA drop
-        # that step.
-        weights = _softmax_over_unmasked(scores, mask)
+        # (B, Tq, Tk) as `probability.softmax` does: one pass over the
+        # largest tensor fewer, which matters when Tk > d_v. The returned
+        # weights are zeroed too; when they are not used, graph pruning and
+        # XLA drop that step.
+        if self.probability_fn is probability.softmax:
+            weights = probability.softmax_over_unmasked(scores, mask)
+        else:
+            weights = self.probability_fn(scores, mask)
         keep = None
         if mask is not None:
             keep = ops.any(mask, axis=-1, keepdims=True)
@@ -289,6 +290,7 @@ class BaseAttention(keras.layers.Layer):
         query_mask=None,
         value_mask=None,
         key_mask=None,
+        value_lengths=None,
         return_attention_scores=False,
         training=None,
         use_causal_mask=False,
@@ -301,6 +303,7 @@ class BaseAttention(keras.layers.Layer):
             query_mask=query_mask,
             value_mask=value_mask,
             key_mask=key_mask,
+            value_lengths=value_lengths,
             use_causal_mask=use_causal_mask,
         )
         context = keras.KerasTensor(
@@ -316,7 +319,13 @@ class BaseAttention(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update({"dropout": self.dropout, "seed": self.seed})
+        config.update(
+            {
+                "dropout": self.dropout,
+                "seed": self.seed,
+                "probability_fn": probability.serialize(self.probability_fn),
+            }
+        )
         return config
 
     # ---- helpers --------------------------------------------------------
@@ -337,6 +346,7 @@ class BaseAttention(keras.layers.Layer):
         query_mask=None,
         value_mask=None,
         key_mask=None,
+        value_lengths=None,
         use_causal_mask=False,
     ):
         self._check_shapes(
@@ -346,8 +356,20 @@ class BaseAttention(keras.layers.Layer):
             query_mask_shape=None if query_mask is None else query_mask.shape,
             value_mask_shape=None if value_mask is None else value_mask.shape,
             key_mask_shape=None if key_mask is None else key_mask.shape,
+            value_lengths_shape=(
+                None if value_lengths is None else value_lengths.shape
+            ),
             use_causal_mask=use_causal_mask,
         )
+        if value_lengths is not None:
+            dtype = keras.backend.standardize_dtype(value_lengths.dtype)
+            if "int" not in dtype:
+                raise ValueError(
+                    f"{self.__class__.__name__} layer '{self.name}': "
+                    "`value_lengths` must be integers, the number of valid "
+                    f"keys of each batch row. Received dtype {dtype}. Cast "
+                    "it to int32 (e.g. `keras.Input((), dtype='int32')`)."
+                )
 
     def _check_shapes(
         self,
@@ -357,6 +379,7 @@ class BaseAttention(keras.layers.Layer):
         query_mask_shape=None,
         value_mask_shape=None,
         key_mask_shape=None,
+        value_lengths_shape=None,
         use_causal_mask=False,
     ):
         """Raises `ValueError` for inputs this layer cannot attend over.
@@ -439,4 +462,20 @@ class BaseAttention(keras.layers.Layer):
                     f"{arg} shape {_fmt(shape)}. Pass one boolean per "
                     f"{'query' if arg == 'query_mask' else 'key'}, `True` "
                     "where it takes part."
+                )
+        if value_lengths_shape is not None:
+            shape = tuple(value_lengths_shape)
+            want = (next(iter(batches.values()), None),)
+            if len(shape) != 1 or (
+                shape[0] is not None
+                and want[0] is not None
+                and shape[0] != want[0]
+            ):
+                raise ValueError(
+                    f"{name}: `value_lengths` must have shape {_fmt(want)}, "
+                    "one length per batch row (value shape "
+                    f"{_fmt(value_shape)}). Received value_lengths shape "
+                    f"{_fmt(shape)}. Pass the number of valid keys of each "
+                    "row as a vector (squeeze a `(batch, 1)` tensor), or a "
+                    "boolean `(batch, Tk)` mask as `value_mask` instead."
                 )

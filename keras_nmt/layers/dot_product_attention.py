@@ -27,6 +27,15 @@ class DotProductAttention(BaseAttention):
         dropout: float in `[0, 1)`, dropout on the attention weights during
             training.
         seed: optional int, seed of the dropout.
+        probability_fn: how scores become weights over the keys:
+            `"softmax"` (default), `"sparsemax"` (Martins and Astudillo,
+            2016: exact zeros for low scores), `"hardmax"` (one-hot of the
+            best key; zero gradient), or a callable `fn(scores, mask) ->
+            weights` on float32 scores `(batch_size, Tq, Tk)` and a boolean
+            mask broadcastable to them (or None) that returns weights 0 where
+            masked (see `keras_nmt.layers.probability`). A callable of one's
+            own is saved in `.keras` files when registered with
+            `keras.saving.register_keras_serializable`.
         **kwargs: standard layer keyword arguments (`name`, `dtype`, ...).
 
     Call arguments:
@@ -44,6 +53,11 @@ class DotProductAttention(BaseAttention):
         key_mask: optional boolean `(batch_size, Tk)`, combined with
             `value_mask` (a key takes part where both are `True`). Filled in
             from the key's Keras mask.
+        value_lengths: optional integer `(batch_size,)`, the number of valid
+            keys of each row (TensorFlow Addons' `memory_sequence_length`):
+            key `j` takes part where `j < value_lengths[b]`, combined with
+            `value_mask` and `key_mask`. A length of 0 gives that row zero
+            weights and a zero context.
         return_attention_scores: bool, also return the attention weights.
         training: bool, whether dropout is active.
         use_causal_mask: bool, query `i` attends only to keys `j <= i`
@@ -54,13 +68,14 @@ class DotProductAttention(BaseAttention):
         in the compute dtype (integer and boolean inputs are cast to it), and
         with `return_attention_scores=True` the tuple `(context,
         weights)`, where `weights` `(batch_size, Tq, Tk)` (`(batch_size, Tk)`)
-        is the softmax distribution over the keys.
+        is the distribution over the keys (`probability_fn` of the scores).
 
     Raises:
         ValueError: for an unknown `score`, `score="dot"` with query and key
             depths that differ, input ranks other than above, mismatched
-            batch sizes, keys and values of different lengths, or masks of the
-            wrong shape.
+            batch sizes, keys and values of different lengths, masks of the
+            wrong shape, `value_lengths` that is not an integer vector
+            `(batch_size,)`, or an unknown `probability_fn`.
 
     Example:
 
@@ -76,9 +91,20 @@ class DotProductAttention(BaseAttention):
     """
 
     def __init__(
-        self, score="dot", use_scale=False, dropout=0.0, seed=None, **kwargs
+        self,
+        score="dot",
+        use_scale=False,
+        dropout=0.0,
+        seed=None,
+        probability_fn="softmax",
+        **kwargs,
     ):
-        super().__init__(dropout=dropout, seed=seed, **kwargs)
+        super().__init__(
+            dropout=dropout,
+            seed=seed,
+            probability_fn=probability_fn,
+            **kwargs,
+        )
         if score not in _SCORES:
             raise ValueError(
                 f"DotProductAttention: `score` must be one of {_SCORES}. "
