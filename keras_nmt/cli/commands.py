@@ -232,6 +232,23 @@ def export(args) -> int:
     return 0
 
 
+def average(args) -> int:
+    from keras_nmt.training.averaging import average_checkpoints
+
+    out = pathlib.Path(args.out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise CommandError(
+            f"--out '{out}' exists and is not an empty directory; the "
+            "averaged model is written only into a new or empty one."
+        )
+    average_checkpoints(args.model, last=args.last).save(out)
+    print(
+        f"Averaged the last {args.last} checkpoints of {args.model} into "
+        f"{out}"
+    )
+    return 0
+
+
 def demo(args) -> int:
     from keras_nmt.demo import run_demo
 
@@ -244,5 +261,6 @@ COMMANDS = {
     "translate": translate,
     "evaluate": evaluate,
     "export": export,
+    "average": average,
     "demo": demo,
 }

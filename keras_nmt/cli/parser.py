@@ -292,6 +292,30 @@ def _export_parser(commands) -> None:
     export.add_argument("--out", required=True, metavar="DIR")
 
 
+def _average_parser(commands) -> None:
+    average = commands.add_parser(
+        "average",
+        help="average the last checkpoints of a run into a new model",
+        description="Write a translator whose weights are the mean of the "
+        "last N epoch checkpoints of a run trained with --keep-checkpoints "
+        "(checkpoint averaging). The run itself is left as it is.",
+    )
+    _model_option(average)
+    average.add_argument(
+        "--last",
+        type=argument_type(integer()),
+        required=True,
+        metavar="N",
+        help="how many of the last checkpoints to average",
+    )
+    average.add_argument(
+        "--out",
+        required=True,
+        metavar="DIR",
+        help="the new translator directory (must not exist or be empty)",
+    )
+
+
 def _demo_parser(commands) -> None:
     demo = commands.add_parser(
         "demo",
@@ -342,6 +366,7 @@ def build_parser() -> argparse.ArgumentParser:
         _translate_parser,
         _evaluate_parser,
         _export_parser,
+        _average_parser,
         _demo_parser,
     ):
         add(commands)

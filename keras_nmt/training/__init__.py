@@ -8,6 +8,7 @@ from keras_nmt import lazy
 
 _EXPORTS = {
     "RunDirectory": "keras_nmt.training.run_directory",
+    "average_checkpoints": "keras_nmt.training.averaging",
     "TrainingSettings": "keras_nmt.training.settings",
     "train_translator": "keras_nmt.training.trainer",
 }

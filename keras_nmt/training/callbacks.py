@@ -1,5 +1,6 @@
-"""The callbacks of a training run: the best-model checkpoint and the
-exact, crash-safe backup of the training state."""
+"""The callbacks of a training run: the best-model checkpoint, the last
+epochs' weights (for averaging) and the exact, crash-safe backup of the
+training state."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ from keras_nmt import files
 from keras_nmt.training.run_directory import BACKUP_MARKER_FILE
 from keras_nmt.training.run_directory import BACKUP_STATE_FILE
 from keras_nmt.training.run_directory import BACKUP_WEIGHTS_GLOB
+from keras_nmt.training.run_directory import CHECKPOINT_PATTERN
+from keras_nmt.training.run_directory import CHECKPOINTS_GLOB
 
 BACKUP_FORMAT_VERSION = 1
 
@@ -45,6 +48,27 @@ class BestCheckpoint(keras.callbacks.Callback):
             self.best = float(value)
             self.translator.save(self.run.dir)
             self.run.promote()
+
+
+class EpochCheckpoints(keras.callbacks.Callback):
+    """The weights of each of the last `keep` epochs, in
+    `run.dir/checkpoints/epoch-NNNN.weights.h5` (crash-safe), for
+    checkpoint averaging (`keras_nmt.training.average_checkpoints`); older
+    ones are deleted (only files of this pattern)."""
+
+    def __init__(self, run, keep: int):
+        super().__init__()
+        self.run, self.keep = run, keep
+
+    def on_epoch_end(self, epoch, logs=None):
+        directory = self.run.checkpoints_dir
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / CHECKPOINT_PATTERN.format(epoch=epoch + 1)
+        files.write_atomically(
+            path, self.model.save_weights, suffix=".weights.h5"
+        )
+        for old in sorted(directory.glob(CHECKPOINTS_GLOB))[: -self.keep]:
+            old.unlink(missing_ok=True)
 
 
 def values_of(variables) -> list:

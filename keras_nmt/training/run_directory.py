@@ -42,6 +42,9 @@ BACKUP_MARKER_FILE = ".keras-nmt-backup"
 BACKUP_STATE_FILE = "state.json"
 BACKUP_WEIGHTS_GLOB = "state-*.weights.h5"
 HISTORY_FILE = "history.csv"
+CHECKPOINTS_DIR = "checkpoints"
+CHECKPOINT_PATTERN = "epoch-{epoch:04d}.weights.h5"
+CHECKPOINTS_GLOB = "epoch-*.weights.h5"
 
 
 class RunDirectoryError(ValueError):
@@ -82,6 +85,10 @@ class RunDirectory:
     @property
     def backup_dir(self) -> pathlib.Path:
         return self.dir / BACKUP_DIR
+
+    @property
+    def checkpoints_dir(self) -> pathlib.Path:
+        return self.dir / CHECKPOINTS_DIR
 
     @property
     def staged(self) -> bool:

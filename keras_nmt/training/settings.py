@@ -36,9 +36,7 @@ class TrainingSettings(Options):
     """
 
     # The model.
-    attention: str = option(
-        "bahdanau", "attention score", choice(ATTENTIONS)
-    )
+    attention: str = option("bahdanau", "attention score", choice(ATTENTIONS))
     style: str = option("bahdanau", "decoder style", choice(STYLES))
     cell: str = option("lstm", "RNN cell", choice(CELLS))
     input_feeding: bool = option(
@@ -87,6 +85,14 @@ class TrainingSettings(Options):
         "16-bit computations with float32 weights: mixed_bfloat16 "
         "(mixed_float16 on a GPU)",
         flag(),
+    )
+    keep_checkpoints: int = option(
+        0,
+        "keep the weights of the last N epochs in checkpoints/ (for "
+        "`keras-nmt average`); 0: none",
+        integer(0),
+        metavar="N",
+        resume=MAY_CHANGE_ON_RESUME,
     )
     backup_every: int = option(
         50,

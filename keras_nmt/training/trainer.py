@@ -30,6 +30,7 @@ from keras_nmt.text import make_dataset
 from keras_nmt.training import distribute
 from keras_nmt.training.callbacks import Backup
 from keras_nmt.training.callbacks import BestCheckpoint
+from keras_nmt.training.callbacks import EpochCheckpoints
 from keras_nmt.training.callbacks import assign
 from keras_nmt.training.data import EpochData
 from keras_nmt.training.run_directory import BACKUP_DIR
@@ -282,6 +283,10 @@ def _fit(run, translator, data, validation_ds, settings, state, options):
         keras.callbacks.TerminateOnNaN(),
         *options["callbacks"],
     ]
+    if settings.keep_checkpoints:
+        fit_callbacks.insert(
+            1, EpochCheckpoints(run, settings.keep_checkpoints)
+        )
     if state is not None and options["verbose"]:
         print(
             f"Resuming the run in '{run.path}' at epoch {epoch + 1}/"

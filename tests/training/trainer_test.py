@@ -451,3 +451,100 @@ def test_only_our_backup_files_are_deleted(pairs, tmp_path):
     assert sorted(p.name for p in (out_dir / "backup").iterdir()) == [
         "my-notes.txt"
     ]
+
+
+# ---- checkpoint averaging ----------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def kept(pairs, tmp_path_factory):
+    out_dir = tmp_path_factory.mktemp("kept")
+    train_translator(
+        pairs.train,
+        pairs.validation,
+        out_dir,
+        epochs=3,
+        keep_checkpoints=2,
+        **TINY,
+    )
+    return out_dir
+
+
+def test_the_last_epochs_are_kept(kept):
+    names = sorted(p.name for p in (kept / "checkpoints").iterdir())
+    assert names == ["epoch-0002.weights.h5", "epoch-0003.weights.h5"]
+
+
+def test_averaging_is_the_mean_of_the_checkpoints(kept):
+    from keras_nmt.training import average_checkpoints
+
+    model = Translator.load(kept).model
+    arrays = []
+    for name in ("epoch-0002.weights.h5", "epoch-0003.weights.h5"):
+        model.load_weights(kept / "checkpoints" / name)
+        arrays.append(model.get_weights())
+    averaged = average_checkpoints(kept, last=2).model.get_weights()
+    for a, b, mean in zip(*arrays, averaged, strict=True):
+        if np.issubdtype(mean.dtype, np.floating):
+            np.testing.assert_allclose(mean, (a + b) / 2, rtol=1e-6)
+    # One checkpoint averaged with itself is that checkpoint.
+    last = average_checkpoints(kept, last=1).model.get_weights()
+    for a, b in zip(last, arrays[1], strict=True):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match=r"last 3 checkpoints.*kept 2"):
+        average_checkpoints(kept, last=3)
+
+
+def test_averaging_identical_checkpoints_is_the_checkpoint(kept, tmp_path):
+    import shutil
+
+    from keras_nmt.training import average_checkpoints
+
+    run = tmp_path / "run"
+    shutil.copytree(kept, run)
+    only = run / "checkpoints" / "epoch-0003.weights.h5"
+    shutil.copy(only, run / "checkpoints" / "epoch-0002.weights.h5")
+    model = Translator.load(run).model
+    model.load_weights(only)
+    expected = model.get_weights()
+    averaged = average_checkpoints(run, last=2)
+    for a, b in zip(averaged.model.get_weights(), expected, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-7)
+    sentences = ["Hola.", "¿Dónde está Tom?"]
+    assert averaged.translate(sentences) == Translator(
+        model, averaged.processor, max_length=averaged.max_length
+    ).translate(sentences)
+
+
+def test_the_average_command_writes_a_new_model_only(kept, tmp_path, capsys):
+    from keras_nmt.cli import main
+    from keras_nmt.training import average_checkpoints
+
+    out = tmp_path / "averaged"
+    assert (
+        main(
+            ["average", "--model", str(kept), "--last", "2", "--out", str(out)]
+        )
+        == 0
+    )
+    expected = average_checkpoints(kept, last=2).model.get_weights()
+    for a, b in zip(_weights(out), expected, strict=True):
+        np.testing.assert_array_equal(a, b)
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    assert (
+        main(
+            [
+                "average",
+                "--model",
+                str(kept),
+                "--last",
+                "2",
+                "--out",
+                str(tmp_path / "mine"),
+            ]
+        )
+        == 1
+    )
+    assert "not an empty directory" in capsys.readouterr().err
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
