@@ -1,8 +1,16 @@
+import collections
+
 import keras
 from keras import ops
 
+from keras_nmt.layers.additive_score import additive_coverage_scores
 from keras_nmt.layers.additive_score import additive_scores
 from keras_nmt.layers.base_attention import BaseAttention
+from keras_nmt.layers.base_attention import length_mask
+
+# Projected keys travelling with a coverage through `BaseAttention.attend`,
+# which hands them to `score` unopened.
+_CoveredKeys = collections.namedtuple("_CoveredKeys", ["keys", "coverage"])
 
 
 @keras.saving.register_keras_serializable(package="keras_nmt")
@@ -20,6 +28,19 @@ class BahdanauAttention(BaseAttention):
     is added inside the tanh (Salimans and Kingma, 2016; the `normalize` option
     of TensorFlow Addons' `BahdanauAttention`).
 
+    With `use_coverage=True` the score also sees how much attention every key
+    has received so far (Tu et al., 2016, "Modeling coverage for neural
+    machine translation"; See, Liu and Manning, 2017, "Get to the point",
+    eq. 11):
+
+        score(q, k_j) = v . tanh(W_q q + W_k k_j + w_c c_j)
+
+    where `c_j` is the coverage of key `j` (the sum of the attention weights
+    of the previous decoder steps, passed as the call argument `coverage`)
+    and `w_c (units,)` is learned. The coverage term goes through the same
+    hand-written, recomputing gradient as the rest of the score
+    (`additive_coverage_scores`).
+
     The keys are projected once per call (`project_keys`); a decoder that
     attends at every step can project the encoder states once and call
     `attend` per step. The score's gradient recomputes the tanh instead of
@@ -33,6 +54,8 @@ class BahdanauAttention(BaseAttention):
             training.
         kernel_initializer: initializer of `W_q`, `W_k` and `v`.
         seed: optional int, seed of the dropout.
+        use_coverage: bool, add the coverage term `w_c c` to the score (and
+            accept the call argument `coverage`).
         **kwargs: standard layer keyword arguments (`name`, `dtype`, ...).
 
     Call arguments:
@@ -54,6 +77,10 @@ class BahdanauAttention(BaseAttention):
         training: bool, whether dropout is active.
         use_causal_mask: bool, query `i` attends only to keys `j <= i`
             (rank-3 queries only).
+        coverage: optional float `(batch_size, Tq, Tk)` (`(batch_size, Tk)`
+            for one step), the coverage of every key, e.g. the sum of the
+            previous steps' attention weights; `None` counts as zeros. Only
+            with `use_coverage=True`.
 
     Returns:
         The context `(batch_size, Tq, dv)` (`(batch_size, dv)` for one step)
@@ -64,7 +91,8 @@ class BahdanauAttention(BaseAttention):
 
     Raises:
         ValueError: for input ranks other than above, mismatched batch sizes,
-            keys and values of different lengths, or masks of the wrong shape.
+            keys and values of different lengths, masks or a coverage of the
+            wrong shape, or a coverage without `use_coverage=True`.
 
     Example:
 
@@ -86,6 +114,7 @@ class BahdanauAttention(BaseAttention):
         dropout=0.0,
         kernel_initializer="glorot_uniform",
         seed=None,
+        use_coverage=False,
         **kwargs,
     ):
         super().__init__(dropout=dropout, seed=seed, **kwargs)
@@ -97,6 +126,7 @@ class BahdanauAttention(BaseAttention):
             )
         self.units = units
         self.normalize = bool(normalize)
+        self.use_coverage = bool(use_coverage)
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.query_dense = keras.layers.Dense(
             units,
@@ -144,6 +174,14 @@ class BahdanauAttention(BaseAttention):
                 dtype="float32",
                 autocast=False,
             )
+        if self.use_coverage:
+            self.w_c = self.add_weight(
+                name="w_c",
+                shape=(self.units,),
+                initializer=_vector_initializer(self.kernel_initializer),
+                dtype="float32",
+                autocast=False,
+            )
 
     def check_depths(self, query_dim, key_dim):
         if not self.built:
@@ -167,6 +205,9 @@ class BahdanauAttention(BaseAttention):
         return keys
 
     def score(self, query, projected_keys):
+        coverage = None
+        if isinstance(projected_keys, _CoveredKeys):
+            projected_keys, coverage = projected_keys
         query = ops.cast(self.query_dense(query), "float32")
         if self.normalize:
             v = self.g * self.v / ops.sqrt(ops.sum(ops.square(self.v)))
@@ -174,7 +215,119 @@ class BahdanauAttention(BaseAttention):
             # A tensor, not the variable: TensorFlow's custom_gradient would
             # otherwise ask for variable gradients of its own.
             v = ops.copy(self.v)
-        return additive_scores(query, projected_keys, v)
+        if coverage is None:
+            return additive_scores(query, projected_keys, v)
+        return additive_coverage_scores(
+            query, projected_keys, v, coverage, ops.copy(self.w_c)
+        )
+
+    def call(
+        self,
+        query,
+        value,
+        key=None,
+        query_mask=None,
+        value_mask=None,
+        key_mask=None,
+        value_lengths=None,
+        return_attention_scores=False,
+        training=None,
+        use_causal_mask=False,
+        coverage=None,
+    ):
+        masks = {
+            "query_mask": query_mask,
+            "value_mask": value_mask,
+            "key_mask": key_mask,
+            "value_lengths": value_lengths,
+        }
+        if coverage is None:
+            return super().call(
+                query,
+                value,
+                key=key,
+                return_attention_scores=return_attention_scores,
+                training=training,
+                use_causal_mask=use_causal_mask,
+                **masks,
+            )
+        # `BaseAttention.call` with the coverage handed on to `attend`.
+        key = value if key is None else key
+        if value_lengths is not None:
+            masks["value_lengths"] = ops.convert_to_tensor(value_lengths)
+        self._check_inputs(
+            query, value, key, use_causal_mask=use_causal_mask, **masks
+        )
+        self._check_coverage(query.shape, key.shape, coverage.shape)
+        key = self._as_float(key)
+        present = [
+            ops.cast(m, "bool") for m in (value_mask, key_mask) if m is not None
+        ]
+        if value_lengths is not None:
+            present.append(
+                length_mask(masks["value_lengths"], ops.shape(key)[1])
+            )
+        if present:
+            # A NaN or inf in a masked key must not reach the scores.
+            keys = present[0]
+            for m in present[1:]:
+                keys = ops.logical_and(keys, m)
+            key = ops.where(ops.expand_dims(keys, -1), key, 0.0)
+        context, weights = self.attend(
+            query,
+            value,
+            self.project_keys(key),
+            training=training,
+            use_causal_mask=use_causal_mask,
+            coverage=coverage,
+            **masks,
+        )
+        if return_attention_scores:
+            return context, weights
+        return context
+
+    def attend(self, query, value, projected_keys, *args, **kwargs):
+        """`BaseAttention.attend`, with the keyword argument `coverage`:
+        float `(batch_size, Tq, Tk)` (`(batch_size, Tk)` for a rank-2 query)
+        or `None` (zeros)."""
+        coverage = kwargs.pop("coverage", None)
+        if coverage is not None:
+            if not self.use_coverage:
+                self._check_coverage(None, None, coverage.shape)
+            coverage = ops.cast(coverage, "float32")
+            if len(query.shape) == 2:
+                coverage = ops.expand_dims(coverage, 1)
+            projected_keys = _CoveredKeys(projected_keys, coverage)
+        return super().attend(query, value, projected_keys, *args, **kwargs)
+
+    def compute_output_spec(
+        self, query, value, key=None, coverage=None, **kwargs
+    ):
+        if coverage is not None:
+            key_shape = (value if key is None else key).shape
+            self._check_coverage(query.shape, key_shape, coverage.shape)
+        return super().compute_output_spec(query, value, key=key, **kwargs)
+
+    def _check_coverage(self, query_shape, key_shape, coverage_shape):
+        name = f"BahdanauAttention layer '{self.name}'"
+        if not self.use_coverage:
+            raise ValueError(
+                f"{name}: received a `coverage`, but the layer has no "
+                "coverage term. Create it with "
+                "`BahdanauAttention(units, use_coverage=True)`."
+            )
+        want = (*tuple(query_shape)[:-1], tuple(key_shape)[1])
+        got = tuple(coverage_shape)
+        if len(got) != len(want) or any(
+            a is not None and b is not None and a != b
+            for a, b in zip(got, want, strict=True)
+        ):
+            raise ValueError(
+                f"{name}: `coverage` must have shape {_fmt(want)}, one value "
+                f"per query and key (query shape {_fmt(query_shape)}, key "
+                f"shape {_fmt(key_shape)}). Received coverage shape "
+                f"{_fmt(got)}."
+            )
 
     def get_config(self):
         config = super().get_config()
@@ -182,6 +335,7 @@ class BahdanauAttention(BaseAttention):
             {
                 "units": self.units,
                 "normalize": self.normalize,
+                "use_coverage": self.use_coverage,
                 "kernel_initializer": keras.initializers.serialize(
                     self.kernel_initializer
                 ),
@@ -197,3 +351,7 @@ def _vector_initializer(initializer):
         return ops.reshape(initializer((shape[0], 1), dtype=dtype), shape)
 
     return init
+
+
+def _fmt(shape):
+    return "(" + ", ".join("None" if d is None else str(d) for d in shape) + ")"

@@ -243,3 +243,114 @@ def test_chunked_layer_in_compiled_predict_and_fit(
     np.testing.assert_allclose(got[1], expected[1], rtol=1e-5)
     for a, b in zip(got[2], expected[2], strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+# ---- the coverage term (See et al., 2017, eq. 11) ----------------------
+
+
+def numpy_coverage_scores(query, keys, v, coverage, w):
+    """`sum_u v[u] tanh(q[b, i, u] + k[b, j, u] + c[b, i, j] w[u])`."""
+    query, keys, v, coverage, w = (
+        np.asarray(x, np.float64) for x in (query, keys, v, coverage, w)
+    )
+    hidden = np.tanh(
+        query[:, :, None, :]
+        + keys[:, None, :, :]
+        + coverage[..., None] * w[None, None, None, :]
+    )
+    return np.einsum("bqku,u->bqk", hidden, v)
+
+
+def plain_coverage_scores(query, keys, v, coverage, w):
+    """The obvious expression, differentiated by the backend's autodiff."""
+    hidden = ops.tanh(
+        ops.expand_dims(query, 2)
+        + ops.expand_dims(keys, 1)
+        + ops.expand_dims(coverage, -1) * w
+    )
+    return ops.matmul(hidden, v)
+
+
+def coverage_case(rng, batch=2, tq=5, tk=3, units=4):
+    query, keys, v, coef = random_case(rng, batch, tq, tk, units)
+    coverage = rng.uniform(0.0, 2.0, size=(batch, tq, tk)).astype("float32")
+    w = rng.normal(size=(units,)).astype("float32")
+    return (query, keys, v, coverage, w), coef
+
+
+def coverage_scores_and_grads(inputs, coef, fn=None):
+    fn = fn or additive_score.additive_coverage_scores
+    coef_tensor = ops.convert_to_tensor(coef)
+    scores = to_numpy(fn(*(ops.convert_to_tensor(x) for x in inputs)))
+    _, grads = function_gradients(
+        lambda *xs: ops.sum(coef_tensor * fn(*xs)), list(inputs)
+    )
+    return scores, grads
+
+
+def test_coverage_forward_matches_formula(rng):
+    inputs, _ = coverage_case(rng)
+    scores, _ = coverage_scores_and_grads(
+        inputs, np.zeros((2, 5, 3), "float32")
+    )
+    np.testing.assert_allclose(
+        scores, numpy_coverage_scores(*inputs), atol=1e-5
+    )
+    # A zero coverage gives the scores without it.
+    query, keys, v, coverage, w = inputs
+    zero, _ = coverage_scores_and_grads(
+        (query, keys, v, np.zeros_like(coverage), w),
+        np.zeros((2, 5, 3), "float32"),
+    )
+    np.testing.assert_allclose(zero, numpy_scores(query, keys, v), atol=1e-5)
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+def test_coverage_gradient_equals_autodiff_of_the_plain_expression(
+    chunked, rng, monkeypatch, chunk_calls
+):
+    inputs, coef = coverage_case(rng, tq=5)
+    expected, expected_grads = coverage_scores_and_grads(
+        inputs, coef, plain_coverage_scores
+    )
+    if chunked:
+        monkeypatch.setattr(additive_score, "_CHUNK_ELEMENTS", 48)
+    scores, grads = coverage_scores_and_grads(inputs, coef)
+    # Queries and coverage (and the upstream gradient) went in chunks of 2.
+    assert set(chunk_calls) == ({2} if chunked else set())
+    np.testing.assert_allclose(scores, expected, atol=1e-6)
+    for name, got, want in zip(
+        ("query", "keys", "v", "coverage", "w"),
+        grads,
+        expected_grads,
+        strict=True,
+    ):
+        np.testing.assert_allclose(
+            got, want, rtol=1e-5, atol=1e-5, err_msg=name
+        )
+
+
+def test_coverage_gradient_matches_finite_differences(rng):
+    inputs, coef = coverage_case(rng, batch=2, tq=2, tk=3, units=3)
+    _, grads = coverage_scores_and_grads(inputs, coef)
+    arrays = [x.astype(np.float64) for x in inputs]
+
+    def loss():
+        return np.sum(coef * numpy_coverage_scores(*arrays))
+
+    eps = 1e-6
+    for name, array, grad in zip(
+        ("query", "keys", "v", "coverage", "w"), arrays, grads, strict=True
+    ):
+        numeric = np.zeros_like(array)
+        for index in np.ndindex(array.shape):
+            original = array[index]
+            array[index] = original + eps
+            plus = loss()
+            array[index] = original - eps
+            minus = loss()
+            array[index] = original
+            numeric[index] = (plus - minus) / (2 * eps)
+        np.testing.assert_allclose(
+            grad, numeric, rtol=1e-4, atol=1e-4, err_msg=name
+        )

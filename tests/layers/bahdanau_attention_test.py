@@ -8,6 +8,7 @@ from keras import ops
 from keras_nmt.layers import BahdanauAttention
 from keras_nmt.layers import additive_score
 from tests.layers import numpy_reference as ref
+from tests.layers.backend_utils import function_gradients
 from tests.layers.backend_utils import layer_gradients
 from tests.layers.backend_utils import to_numpy
 
@@ -344,3 +345,167 @@ def test_get_config_round_trip_keeps_every_argument():
     assert clone.get_config() == config
     assert isinstance(clone.kernel_initializer, keras.initializers.RandomNormal)
     assert clone.kernel_initializer.stddev == 0.2
+
+
+# ---- coverage (Tu et al., 2016; See et al., 2017) ----------------------
+
+
+def numpy_coverage_attention(layer, query, key, value, coverage, value_mask):
+    """See et al. (2017), eq. 11: `v . tanh(W_q q + W_k k + w_c c)`, then
+    the masked softmax and the context, in float64."""
+    wq, wk, v, w_c = (
+        to_numpy(x)
+        for x in (
+            layer.query_dense.kernel,
+            layer.key_dense.kernel,
+            layer.v,
+            layer.w_c,
+        )
+    )
+    hidden = np.tanh(
+        (query @ wq)[:, :, None, :]
+        + (key @ wk)[:, None, :, :]
+        + coverage[..., None] * w_c
+    )
+    scores = np.einsum("bqku,u->bqk", hidden, v)
+    return ref.attention(scores, value, value_mask=value_mask)
+
+
+@pytest.mark.parametrize("rank", [2, 3])
+def test_coverage_score_matches_see_et_al(rank, rng):
+    query = rng.normal(size=(3, 4, 5)).astype("float32")
+    key = rng.normal(size=(3, 6, 3)).astype("float32")
+    value = rng.normal(size=(3, 6, 2)).astype("float32")
+    coverage = rng.uniform(0, 3, size=(3, 4, 6)).astype("float32")
+    value_mask = rng.random((3, 6)) < 0.7
+    value_mask[:, 0] = True
+    layer = BahdanauAttention(units=7, use_coverage=True)
+    layer(query, value, key=key)
+    assert layer.w_c.shape == (7,)
+    ref_context, ref_weights = numpy_coverage_attention(
+        layer, query, key, value, coverage, value_mask
+    )
+    if rank == 2:
+        query, coverage = query[:, 0], coverage[:, 0]
+        ref_context, ref_weights = ref_context[:, 0], ref_weights[:, 0]
+    context, weights = layer(
+        query,
+        value,
+        key=key,
+        value_mask=value_mask,
+        coverage=coverage,
+        return_attention_scores=True,
+    )
+    np.testing.assert_allclose(to_numpy(weights), ref_weights, atol=1e-5)
+    np.testing.assert_allclose(to_numpy(context), ref_context, atol=1e-5)
+    # `attend` with projected keys gives the same.
+    context, weights = layer.attend(
+        query,
+        value,
+        layer.project_keys(key),
+        value_mask=value_mask,
+        coverage=coverage,
+    )
+    np.testing.assert_allclose(to_numpy(weights), ref_weights, atol=1e-5)
+
+
+def test_no_coverage_is_a_zero_coverage_and_the_plain_layer(rng):
+    query = rng.normal(size=(2, 3, 4)).astype("float32")
+    value = rng.normal(size=(2, 5, 4)).astype("float32")
+    lengths = np.array([5, 3], "int32")
+    layer = BahdanauAttention(units=6, use_coverage=True)
+    plain = BahdanauAttention(units=6)
+    layer(query, value)
+    plain(query, value)
+    # The plain layer's weights are the coverage layer's without `w_c`.
+    v, _, w_q, w_k = layer.get_weights()  # v, w_c, W_q, W_k
+    plain.set_weights([v, w_q, w_k])
+    outputs = [
+        to_numpy(layer(query, value, value_lengths=lengths)),
+        to_numpy(
+            layer(
+                query,
+                value,
+                value_lengths=lengths,
+                coverage=np.zeros((2, 3, 5), "float32"),
+            )
+        ),
+        to_numpy(plain(query, value, value_lengths=lengths)),
+    ]
+    np.testing.assert_array_equal(outputs[0], outputs[2])
+    np.testing.assert_allclose(outputs[1], outputs[0], atol=1e-6)
+    # And the coverage changes the output.
+    covered = to_numpy(
+        layer(query, value, coverage=np.ones((2, 3, 5), "float32"))
+    )
+    assert np.abs(covered - to_numpy(layer(query, value))).max() > 1e-4
+
+
+def test_coverage_gradient_reaches_w_c_and_the_coverage(rng):
+    query = rng.normal(size=(2, 3, 4)).astype("float32")
+    value = rng.normal(size=(2, 5, 4)).astype("float32")
+    coverage = rng.uniform(0, 2, size=(2, 3, 5)).astype("float32")
+    layer = BahdanauAttention(units=6, use_coverage=True)
+    layer(query, value)
+    coef = ops.convert_to_tensor(rng.normal(size=(2, 3, 5)), "float32")
+
+    def loss(outputs):
+        return ops.sum(outputs[1] * coef)
+
+    _, _, weight_grads = layer_gradients(
+        layer,
+        [query, value],
+        loss,
+        coverage=coverage,
+        return_attention_scores=True,
+    )
+    names = [w.path.split("/", 1)[1] for w in layer.trainable_variables]
+    assert "w_c" in names
+    assert np.abs(weight_grads[names.index("w_c")]).max() > 0
+    _, (d_coverage,) = function_gradients(
+        lambda c: loss(
+            layer(query, value, coverage=c, return_attention_scores=True)
+        ),
+        [coverage],
+    )
+    assert np.abs(d_coverage).max() > 0
+
+
+def test_coverage_errors_say_what_to_do(rng):
+    query = np.ones((2, 3, 4), "float32")
+    value = np.ones((2, 5, 4), "float32")
+    with pytest.raises(ValueError, match=r"use_coverage=True"):
+        BahdanauAttention(units=4)(
+            query, value, coverage=np.zeros((2, 3, 5), "float32")
+        )
+    with pytest.raises(
+        ValueError,
+        match=r"`coverage` must have shape \(2, 3, 5\).*Received coverage "
+        r"shape \(2, 5\)",
+    ):
+        BahdanauAttention(units=4, use_coverage=True)(
+            query, value, coverage=np.zeros((2, 5), "float32")
+        )
+
+
+def test_coverage_in_a_functional_model_and_config(tmp_path, rng):
+    query = keras.Input((3, 4))
+    value = keras.Input((5, 2))
+    coverage = keras.Input((3, 5))
+    layer = BahdanauAttention(units=4, use_coverage=True, name="att")
+    context = layer(query, value, coverage=coverage)
+    assert tuple(context.shape) == (None, 3, 2)
+    model = keras.Model([query, value, coverage], context)
+    inputs = [
+        rng.normal(size=(2, 3, 4)).astype("float32"),
+        rng.normal(size=(2, 5, 2)).astype("float32"),
+        rng.uniform(size=(2, 3, 5)).astype("float32"),
+    ]
+    model.save(tmp_path / "coverage.keras")
+    loaded = keras.saving.load_model(tmp_path / "coverage.keras")
+    np.testing.assert_array_equal(
+        to_numpy(loaded(inputs)), to_numpy(model(inputs))
+    )
+    config = layer.get_config()
+    assert config["use_coverage"] is True
+    assert BahdanauAttention.from_config(config).get_config() == config
