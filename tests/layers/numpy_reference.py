@@ -22,6 +22,55 @@ def masked_softmax(scores, mask=None):
     return np.divide(e, total, out=np.zeros_like(e), where=total > 0)
 
 
+def sparsemax(scores, mask=None):
+    """Projection of each row's unmasked scores onto the simplex.
+
+    Found by bisection on `tau` in `sum_i max(z_i - tau, 0) = 1` (the sum
+    falls from >= 1 at `tau = max(z) - 1` to 0 at `tau = max(z)`), not by
+    the sort formula the layer uses. Masked entries and all-masked rows 0.
+    """
+    scores = np.asarray(scores, np.float64)
+    if mask is None:
+        mask = np.ones(scores.shape, bool)
+    mask = np.broadcast_to(np.asarray(mask, bool), scores.shape)
+    flat_scores = scores.reshape(-1, scores.shape[-1])
+    flat_mask = mask.reshape(-1, scores.shape[-1])
+    out = np.zeros_like(flat_scores)
+    for row, (z, keep) in enumerate(zip(flat_scores, flat_mask, strict=True)):
+        if not keep.any():
+            continue
+        z = z[keep]
+        low, high = z.max() - 1.0, z.max()
+        for _ in range(200):
+            tau = (low + high) / 2
+            if np.maximum(z - tau, 0.0).sum() >= 1.0:
+                low = tau
+            else:
+                high = tau
+        out[row, keep] = np.maximum(z - low, 0.0)
+    return out.reshape(scores.shape)
+
+
+def hardmax(scores, mask=None):
+    """One-hot of `np.argmax` of each row's unmasked scores (first on ties)."""
+    scores = np.asarray(scores, np.float64)
+    if mask is None:
+        mask = np.ones(scores.shape, bool)
+    mask = np.broadcast_to(np.asarray(mask, bool), scores.shape)
+    best = np.argmax(np.where(mask, scores, -np.inf), axis=-1)
+    out = np.zeros_like(scores)
+    np.put_along_axis(out, best[..., None], 1.0, axis=-1)
+    # An all-masked row has nothing to pick.
+    return out * mask.any(axis=-1, keepdims=True)
+
+
+PROBABILITY_FNS = {
+    "softmax": masked_softmax,
+    "sparsemax": sparsemax,
+    "hardmax": hardmax,
+}
+
+
 def bahdanau_scores(query, key, w_q, w_k, v, g=None, b=None):
     """`v . tanh(W_q q + W_k k (+ b))`, with `v = g v / ||v||` if `g` is given.
 
@@ -62,16 +111,27 @@ def scaled_dot_scores(query, key):
 
 
 def attention(
-    scores, value, value_mask=None, query_mask=None, use_causal_mask=False
+    scores,
+    value,
+    value_mask=None,
+    query_mask=None,
+    use_causal_mask=False,
+    probability_fn="softmax",
 ):
-    """Masked softmax of `scores (B, Tq, Tk)` and the context `(B, Tq, dv)`."""
+    """Masked weights of `scores (B, Tq, Tk)` and the context `(B, Tq, dv)`.
+
+    `probability_fn`: a name in `PROBABILITY_FNS`, or a NumPy function
+    `fn(scores, mask)`.
+    """
     batch, tq, tk = scores.shape
     mask = np.ones((batch, tq, tk), bool)
     if value_mask is not None:
         mask &= np.asarray(value_mask, bool)[:, None, :]
     if use_causal_mask:
         mask &= np.tril(np.ones((tq, tk), bool))[None]
-    weights = masked_softmax(scores, mask)
+    if isinstance(probability_fn, str):
+        probability_fn = PROBABILITY_FNS[probability_fn]
+    weights = probability_fn(scores, mask)
     if query_mask is not None:
         weights = weights * np.asarray(query_mask, bool)[:, :, None]
     context = weights @ np.asarray(value, np.float64)
@@ -114,6 +174,7 @@ def layer_attention(
     query_mask=None,
     value_mask=None,
     use_causal_mask=False,
+    probability_fn="softmax",
 ):
     """Reference `(context, weights)` of `layer(query, value, key, ...)`.
 
@@ -132,6 +193,7 @@ def layer_attention(
         value_mask=value_mask,
         query_mask=query_mask,
         use_causal_mask=use_causal_mask,
+        probability_fn=probability_fn,
     )
     if single_step:
         return context[:, 0], weights[:, 0]
