@@ -256,6 +256,75 @@ def demo(args) -> int:
     return 0
 
 
+def serve(args) -> int:
+    import signal
+    import threading
+
+    from keras_nmt.serving.server import TranslationServer
+    from keras_nmt.serving.settings import ServerSettings
+
+    settings = options_from(args, ServerSettings)
+    translator = _load_translator(args)
+
+    def log(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    try:
+        server = TranslationServer(
+            translator,
+            settings,
+            model_dir=args.model,
+            log=None if args.quiet else log,
+        )
+    except OSError as error:
+        raise CommandError(
+            f"Cannot listen on {settings.host}:{settings.port} "
+            f"({error.strerror or error}); choose another --port (0: any "
+            "free port) or --host."
+        ) from None
+
+    class Terminated(Exception):
+        pass
+
+    def terminate(signum, frame):
+        raise Terminated
+
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    if in_main_thread:
+        previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        with server:
+            print(
+                f"Serving {args.model} at {server.url} (Ctrl-C to stop)",
+                flush=True,
+            )
+            if not _is_loopback(settings.host):
+                log(
+                    f"keras-nmt serve: warning: listening on {settings.host}: "
+                    "anyone who can reach this machine can use the model (no "
+                    "authentication); put it behind a reverse proxy to "
+                    "expose it."
+                )
+            server.serve_forever()
+    except Terminated:
+        log("keras-nmt serve: stopped (SIGTERM)")
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)
+    return 0
+
+
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 COMMANDS = {
     "train": train,
     "translate": translate,
@@ -263,4 +332,5 @@ COMMANDS = {
     "export": export,
     "average": average,
     "demo": demo,
+    "serve": serve,
 }

@@ -346,6 +346,56 @@ def _demo_parser(commands) -> None:
     )
 
 
+def _serve_parser(commands) -> None:
+    from keras_nmt.serving.settings import ServerSettings
+
+    serve = commands.add_parser(
+        "serve",
+        help="serve a translator over HTTP: a JSON API and a web page",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="""\
+Serve --model at http://HOST:PORT/: a web page that translates a sentence
+and shows its attention map, and a JSON API:
+
+  POST /translate  {"sentences": ["Hola."], "method": "beam", "n_best": 2,
+                    "attention": true}  (any decoding option by its name)
+               ->  {"translations": [{"text", "score", "hypotheses",
+                    "source_tokens", "target_tokens", "attention"}],
+                    "options": {...}}
+  GET  /health     {"status": "ok", "model", "version", ...}
+
+Requests with the same options that arrive together are translated in one
+batch. It listens on 127.0.0.1 (this machine only) unless --host says
+otherwise; it has no authentication or TLS: to expose it, put it behind a
+reverse proxy.""",
+        epilog="""\
+exit status: 130 on Ctrl-C, 0 on SIGTERM (one line on stderr each); 1 if
+the model cannot be loaded or the address cannot be used.""",
+    )
+    _model_option(serve)
+    add_options(serve, ServerSettings)
+    serve.add_argument(
+        "--batch-size",
+        type=argument_type(integer()),
+        default=None,
+        metavar="N",
+        help="most sentences translated in one batch (default: the model's)",
+    )
+    serve.add_argument(
+        "--quiet",
+        action="store_true",
+        help="no line per request on stderr",
+    )
+    add_options(
+        serve.add_argument_group(
+            "decoding defaults",
+            "the options of a request that does not name them",
+        ),
+        DecodingOptions,
+        model_defaults=True,
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The `keras-nmt` argument parser (`args.command` names the
     command)."""
@@ -368,6 +418,7 @@ def build_parser() -> argparse.ArgumentParser:
         _export_parser,
         _average_parser,
         _demo_parser,
+        _serve_parser,
     ):
         add(commands)
     return parser
