@@ -196,8 +196,7 @@ class Batcher:
 
     def _loop(self) -> None:
         pending = collections.deque()
-        stop = False
-        while not stop:
+        while True:
             if not pending:
                 job = self._queue.get()
                 if job is _STOP:
@@ -206,10 +205,12 @@ class Batcher:
                 deadline = time.monotonic() + self.max_wait
             else:  # requests already waiting: only take what has arrived
                 deadline = time.monotonic()
-            stop = self._gather(pending, deadline)
+            if self._gather(pending, deadline) or self._closed.is_set():
+                break
             group = self._take_group(pending)
             if group:
                 self._run(group)
+        # Closed: whatever still waits is answered, not left hanging.
         self._fail(pending)
         while True:
             try:
@@ -220,16 +221,15 @@ class Batcher:
                 self._fail([job])
 
     def _gather(self, pending: collections.deque, deadline: float) -> bool:
-        """Move queued jobs into `pending` until `deadline` or until the
-        first job's batch is full; True when told to stop."""
+        """Move queued jobs into `pending`: wait for more until `deadline`
+        unless the first job's batch is already full, then take what has
+        arrived (at most `max_queue`). True when told to stop."""
         key = pending[0].key
-        while (
-            sum(len(j.sentences) for j in pending if j.key == key)
-            < self.max_batch
-        ):
+        size = sum(len(j.sentences) for j in pending if j.key == key)
+        while True:
             timeout = deadline - time.monotonic()
             try:
-                if timeout > 0:
+                if timeout > 0 and size < self.max_batch:
                     job = self._queue.get(timeout=timeout)
                 else:
                     job = self._queue.get_nowait()
@@ -238,7 +238,8 @@ class Batcher:
             if job is _STOP:
                 return True
             pending.append(job)
-        return False
+            if job.key == key:
+                size += len(job.sentences)
 
     def _take_group(self, pending: collections.deque) -> list[_Job]:
         """Remove from `pending` the first job and the later ones with its
