@@ -17,14 +17,21 @@ weights nor their gradients are ever NaN.
   gradient is zero: nothing upstream of the scores learns through it.
 
 The attention layers take one of these names, or any callable with the same
-contract, as `probability_fn`:
+contract, as `probability_fn`. A layer calls it as `fn(scores, mask)` with
+float32 scores `(batch_size, Tq, Tk)` (`Tq = 1` for one decoder step) and a
+boolean mask, or None when nothing is masked: `(batch_size, 1, Tk)` from key
+masks and lengths, `(1, Tq, Tk)` from the causal mask alone,
+`(batch_size, Tq, Tk)` from both. It must return float32 weights of the
+shape of `scores` that are 0 where the mask is `False`. The layer zeroes the
+context of rows with no key and of masked queries itself.
 
 >>> import numpy as np
 >>> from keras import ops
 >>> from keras_nmt.layers import DotProductAttention
 >>> from keras_nmt.layers import probability
 >>> scores = np.array([[[3.0, 1.0, 0.2], [0.5, 0.3, -1.0]]], "float32")
->>> ops.convert_to_numpy(probability.sparsemax(scores)).round(2).tolist()
+>>> weights = ops.convert_to_numpy(probability.sparsemax(scores))
+>>> weights.astype("float64").round(2).tolist()
 [[[1.0, 0.0, 0.0], [0.6, 0.4, 0.0]]]
 >>> def sharpened_softmax(scores, mask):
 ...     return probability.softmax(2.0 * scores, mask)
