@@ -66,6 +66,37 @@ def safe_cumprod(x, exclusive=False):
     return ops.exp(ops.cumsum(logs, axis=-1))
 
 
+def _scan(step, init, xs):
+    """`ops.scan(step, init, xs)` for outputs shaped like the items of
+    `xs[0]`, differentiable under XLA on every backend.
+
+    On TensorFlow, `ops.scan` is a `while_loop` without a maximum number of
+    iterations, whose gradient XLA (`jit_compile=True`) cannot build for a
+    length unknown when the graph is traced: there, the loop is written
+    with `ops.while_loop(..., maximum_iterations=n)` instead. JAX needs
+    `ops.scan` (its `while_loop` has no reverse-mode gradient).
+    """
+    if keras.backend.backend() != "tensorflow":
+        return ops.scan(step, init, xs)
+    n = ops.shape(xs[0])[0]
+
+    def body(i, carry, ys):
+        carry, y = step(carry, tuple(x[i] for x in xs))
+        # (`slice_update` has no gradient on TensorFlow.)
+        ys = ops.scatter_update(
+            ys, ops.reshape(i, (1, 1)), ops.expand_dims(y, 0)
+        )
+        return i + 1, carry, ys
+
+    _, carry, ys = ops.while_loop(
+        lambda i, carry, ys: i < n,
+        body,
+        (ops.convert_to_tensor(0, "int32"), init, ops.zeros_like(xs[0])),
+        maximum_iterations=n,
+    )
+    return carry, ys
+
+
 def monotonic_alignment(p_choose, previous_alignment, mode):
     """One step of the monotonic alignment recurrence.
 
@@ -90,17 +121,20 @@ def monotonic_alignment(p_choose, previous_alignment, mode):
         )
         return p_choose * cumprod * carried
     if mode == "recursive":
+        if p_choose.shape[-1] == 0:
+            return p_choose  # no keys: nothing to scan (a PyTorch scan fails)
         # q[j] = (1 - p[j - 1]) q[j - 1] + previous[j], with q[-1] = 0.
         decay = ops.moveaxis(_shift_right(1.0 - p_choose, 1.0), -1, 0)
         added = ops.moveaxis(previous_alignment, -1, 0)
 
         def step(q, inputs):
-            q = inputs[0] * q + inputs[1]
+            decay_j, added_j = inputs
+            q = decay_j * q + added_j
             return q, q
 
-        _, q = ops.scan(
-            step, ops.zeros_like(previous_alignment[..., 0]), (decay, added)
-        )
+        # (A sum, not `[..., 0]`: that would fail without keys.)
+        start = ops.zeros_like(ops.sum(previous_alignment, axis=-1))
+        _, q = _scan(step, start, (decay, added))
         return p_choose * ops.moveaxis(q, 0, -1)
     if mode == "hard":
         # Keys before the previous alignment are out of reach; of the rest,
@@ -124,14 +158,16 @@ def monotonic_alignments(p_choose, initial_alignment, mode, query_mask=None):
     Returns:
         float32 `(B, Tq, Tk)`.
     """
+    if p_choose.shape[1] == 0:
+        return p_choose  # no queries: nothing to scan (a PyTorch scan fails)
     steps = ops.moveaxis(p_choose, 1, 0)
     if query_mask is None:
 
-        def step(previous, p_step):
-            alignment = monotonic_alignment(p_step, previous, mode)
+        def step(previous, inputs):
+            alignment = monotonic_alignment(inputs[0], previous, mode)
             return alignment, alignment
 
-        _, alignments = ops.scan(step, initial_alignment, steps)
+        _, alignments = _scan(step, initial_alignment, (steps,))
     else:
         keep = ops.expand_dims(
             ops.moveaxis(ops.cast(query_mask, "bool"), 1, 0), -1
@@ -143,7 +179,7 @@ def monotonic_alignments(p_choose, initial_alignment, mode, query_mask=None):
             carried = ops.where(keep_step, alignment, previous)
             return carried, ops.where(keep_step, alignment, 0.0)
 
-        _, alignments = ops.scan(step, initial_alignment, (steps, keep))
+        _, alignments = _scan(step, initial_alignment, (steps, keep))
     return ops.moveaxis(alignments, 0, 1)
 
 
