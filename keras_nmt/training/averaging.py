@@ -25,8 +25,9 @@ def average_checkpoints(run_dir: str | os.PathLike, last: int) -> Translator:
 
     Every floating-point weight is the arithmetic mean over the checkpoints
     (integer state such as dropout seeds keeps the last checkpoint's value);
-    the vocabularies and decoding settings are the run's. Save the result with `Translator.save` (to a
-    new directory: the run's best model stays as it is).
+    the vocabularies and decoding settings are the run's. Save the result
+    with `Translator.save` (to a new directory: the run's best model stays
+    as it is).
 
     Args:
         run_dir: a directory written by `keras-nmt train` with
