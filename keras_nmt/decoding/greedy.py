@@ -2,6 +2,7 @@
 
 from keras import ops
 
+from keras_nmt.decoding import constraints
 from keras_nmt.decoding import loop
 
 
@@ -14,12 +15,22 @@ def greedy_search(
     max_length: int,
     end_token: int | None = None,
     pad_token: int = 0,
+    min_length: int = 0,
+    no_repeat_ngram_size: int = 0,
+    max_length_ratio: float | None = None,
+    source_lengths=None,
 ):
     """Decodes by taking the most probable next token at every step.
 
     The whole search is one `keras.ops.while_loop` over fixed-size buffers;
     it stops as soon as every row has emitted `end_token` (or after
     `max_length` steps).
+
+    The most probable token is taken among the allowed ones: never
+    `pad_token` nor the row's start token (unless it is `end_token`), never
+    `end_token` before `min_length` tokens, never a token that repeats an
+    n-gram of `no_repeat_ngram_size` tokens. A row with no allowed token
+    left stops where it is.
 
     Args:
         step_fn: the one-step function
@@ -40,7 +51,21 @@ def greedy_search(
         max_length: int >= 1, the largest number of tokens to generate.
         end_token: optional int, the token that ends a sequence. `None`
             generates exactly `max_length` tokens.
-        pad_token: int, the token written after the end token.
+        pad_token: int, the token written after the end token; never
+            generated.
+        min_length: int >= 0, the number of tokens generated before
+            `end_token` is allowed (the end token not counted).
+        no_repeat_ngram_size: int >= 0. `n > 0` forbids every token that
+            would repeat an n-gram of the row's generated tokens (`n = 1`:
+            no token twice). 0 allows repetitions.
+        max_length_ratio: optional float > 0: row `b` generates at most
+            `min(max_length, ceil(max_length_ratio * source_lengths[b]))`
+            tokens (at least 1; the product is computed in float32, and a
+            product within a relative 1e-6 above an integer counts as that
+            integer, so that `1.1 * 10` gives 11).
+        source_lengths: int tensor `(batch_size,)`, the number of tokens of
+            every source; needed by `max_length_ratio` (and only read by
+            it).
 
     Returns:
         A `Decoded(tokens, scores, log_probs, attention, lengths)`: `tokens`
@@ -51,9 +76,12 @@ def greedy_search(
         `Decoded`.
 
     Raises:
-        ValueError: for `max_length < 1`, `start_tokens` not of rank 1, token
-            ids that are not ints >= 0, and, on the first call of `step_fn`,
-            outputs of the wrong shapes or structure.
+        ValueError: for `max_length < 1`, `min_length` or
+            `no_repeat_ngram_size` not an int >= 0, `max_length_ratio` not
+            None or a float > 0 (or given without `source_lengths`),
+            `start_tokens` not of rank 1, token ids that are not ints >= 0,
+            and, on the first call of `step_fn`, outputs of the wrong shapes
+            or structure.
 
     Example:
 
@@ -73,9 +101,22 @@ def greedy_search(
     start_tokens, state, constants = loop.prepare_inputs(
         caller, start_tokens, state, constants
     )
+    rules = constraints.TokenRules(
+        caller,
+        start_tokens,
+        repeats=1,
+        max_length=max_length,
+        pad_token=pad_token,
+        end_token=end_token,
+        min_length=min_length,
+        no_repeat_ngram_size=no_repeat_ngram_size,
+        max_length_ratio=max_length_ratio,
+        source_lengths=source_lengths,
+    )
 
-    def choose(logits, index):
-        tokens = ops.cast(ops.argmax(logits, axis=-1), "int32")
+    def choose(logits, banned, index):
+        masked = loop.mask(logits, banned)
+        tokens = ops.cast(ops.argmax(masked, axis=-1), "int32")
         log_probs = loop.take_token(loop.log_softmax(logits), tokens)
         return tokens, log_probs, log_probs
 
@@ -88,5 +129,6 @@ def greedy_search(
         max_length=max_length,
         end_token=end_token,
         pad_token=pad_token,
+        rules=rules,
         choose=choose,
     )

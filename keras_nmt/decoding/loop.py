@@ -24,11 +24,11 @@ from keras import tree
 from keras_nmt.decoding.decoded import Decoded
 
 
-def _fmt(shape):
+def fmt(shape):
     return "(" + ", ".join("None" if d is None else str(d) for d in shape) + ")"
 
 
-def _same_dim(a, b):
+def same_dim(a, b):
     """Whether two static dims agree (an unknown dim agrees with anything)."""
     if not isinstance(a, int) or not isinstance(b, int):
         return True
@@ -81,7 +81,7 @@ def prepare_inputs(caller, start_tokens, state, constants):
         raise ValueError(
             f"`{caller}`: `start_tokens` must have rank 1, shape "
             f"(batch_size,): one start token per sequence. Received: shape "
-            f"{_fmt(start_tokens.shape)}. For one sequence, pass "
+            f"{fmt(start_tokens.shape)}. For one sequence, pass "
             "`start_tokens=[start_id]`."
         )
     if "int" not in keras.backend.standardize_dtype(start_tokens.dtype):
@@ -97,11 +97,11 @@ def prepare_inputs(caller, start_tokens, state, constants):
     )
     for name, structure in (("state", state), ("constants", constants)):
         for leaf in tree.flatten(structure):
-            if len(leaf.shape) == 0 or not _same_dim(leaf.shape[0], batch):
+            if len(leaf.shape) == 0 or not same_dim(leaf.shape[0], batch):
                 raise ValueError(
                     f"`{caller}`: every tensor in `{name}` must have the "
                     f"batch size of `start_tokens` ({batch}) as its leading "
-                    f"axis. Received: a tensor of shape {_fmt(leaf.shape)}."
+                    f"axis. Received: a tensor of shape {fmt(leaf.shape)}."
                 )
     return start_tokens, state, constants
 
@@ -119,18 +119,18 @@ def _check_step_outputs(caller, outputs, tokens, state, token_ids):
     logits = ops.convert_to_tensor(logits)
     attention = ops.convert_to_tensor(attention)
     rows = tokens.shape[0]
-    if len(logits.shape) != 2 or not _same_dim(logits.shape[0], rows):
+    if len(logits.shape) != 2 or not same_dim(logits.shape[0], rows):
         raise ValueError(
             f"`{caller}`: `step_fn` must return logits of shape "
             f"({rows}, vocab_size), one row per token it was given. "
-            f"Received: logits of shape {_fmt(logits.shape)}."
+            f"Received: logits of shape {fmt(logits.shape)}."
         )
-    if len(attention.shape) < 1 or not _same_dim(attention.shape[0], rows):
+    if len(attention.shape) < 1 or not same_dim(attention.shape[0], rows):
         raise ValueError(
             f"`{caller}`: `step_fn` must return attention of shape "
             f"({rows}, ...), one row per token it was given (return "
             f"`ops.zeros(({rows}, 0))` for a model without attention). "
-            f"Received: attention of shape {_fmt(attention.shape)}."
+            f"Received: attention of shape {fmt(attention.shape)}."
         )
     vocab = logits.shape[1]
     for name, value in token_ids.items():
@@ -153,14 +153,14 @@ def _check_step_outputs(caller, outputs, tokens, state, token_ids):
         tree.flatten(state), tree.flatten(new_state), strict=True
     ):
         same_shape = len(old.shape) == len(new.shape) and all(
-            _same_dim(a, b) for a, b in zip(old.shape, new.shape, strict=True)
+            same_dim(a, b) for a, b in zip(old.shape, new.shape, strict=True)
         )
         if not same_shape or old.dtype != new.dtype:
             raise ValueError(
                 f"`{caller}`: every tensor of `new_state` returned by "
                 "`step_fn` must keep the shape and dtype it had in `state`. "
-                f"Received: {_fmt(new.shape)} {new.dtype} for "
-                f"{_fmt(old.shape)} {old.dtype}."
+                f"Received: {fmt(new.shape)} {new.dtype} for "
+                f"{fmt(old.shape)} {old.dtype}."
             )
     logits = ops.cast(logits, "float32")
     return logits, ops.cast(attention, "float32"), new_state
@@ -253,14 +253,19 @@ def decode_rows(
     max_length,
     end_token,
     pad_token,
+    rules,
     choose,
 ):
     """One sequence per row (greedy search and sampling).
 
-    The inputs come from `prepare_inputs`. `choose(logits, index)` returns
-    `(tokens, scores, log_probs)`: the next int32 token of every row, its
-    log-probability under the distribution it was chosen from, and under the
-    model (`log_softmax(logits)`).
+    The inputs come from `prepare_inputs`; `rules` is a
+    `constraints.TokenRules`. `choose(logits, banned, index)` returns
+    `(tokens, scores, log_probs)`: the next int32 token of every row (never
+    one of the `banned` ones, bool `(N, vocab_size)`), its log-probability
+    under the distribution it was chosen from, and under the model
+    (`log_softmax(logits)`). A row whose every token is banned stops
+    (what `choose` returned for it is ignored); so does a row that reaches
+    its length limit.
     """
     batch = ops.shape(start_tokens)[0]
 
@@ -277,19 +282,23 @@ def decode_rows(
         }
 
     def update(carry, index, logits, attention, state):
-        tokens, scores, log_probs = choose(logits, index)
-        alive = ops.logical_not(carry["finished"])
+        banned = rules.banned(logits, index, carry["tokens"])
+        stuck = ops.all(banned, axis=-1)
+        tokens, scores, log_probs = choose(logits, banned, index)
+        alive = ops.logical_not(ops.logical_or(carry["finished"], stuck))
         tokens = ops.where(alive, tokens, pad_token)
         attention = ops.where(expand_to(alive, attention), attention, 0.0)
-        finished = carry["finished"]
+        lengths = carry["lengths"] + ops.cast(alive, "int32")
+        finished = ops.logical_or(carry["finished"], stuck)
         if end_token is not None:
             finished = ops.logical_or(finished, ops.equal(tokens, end_token))
+        finished = ops.logical_or(finished, rules.reached_limit(lengths))
         carry = {
             "tokens": write_at(carry["tokens"], index, tokens, axis=1),
             "attention": write_at(carry["attention"], index, attention, 1),
             "scores": carry["scores"] + ops.where(alive, scores, 0.0),
             "log_probs": carry["log_probs"] + ops.where(alive, log_probs, 0.0),
-            "lengths": carry["lengths"] + ops.cast(alive, "int32"),
+            "lengths": lengths,
             "finished": finished,
         }
         return carry, tokens, state
@@ -306,3 +315,8 @@ def decode_rows(
         done=lambda carry: ops.all(carry["finished"]),
         token_ids={"end_token": end_token, "pad_token": pad_token},
     )
+
+
+def mask(logits, banned):
+    """`logits` with the `banned` tokens at `-inf` (float32)."""
+    return ops.where(banned, float("-inf"), ops.cast(logits, "float32"))

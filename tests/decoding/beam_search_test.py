@@ -91,17 +91,59 @@ def test_beam_finds_the_sequence_greedy_misses():
     assert toy.numpy(beam.log_probs)[0, 0] > toy.numpy(greedy.log_probs)[0]
 
 
-def test_exhaustive_beam_equals_brute_force(rng):
-    # Vocabulary 5 (3 words besides PAD and END), 3 steps: 40 complete
-    # hypotheses per source. A beam of 40 prunes nothing, so it must return
-    # every hypothesis, ranked exactly as the brute-force enumeration ranks
-    # them. The toy's state penalises repeated tokens, so the state must
-    # follow its beam; the two sources differ in bias, keys and mask.
-    max_length, alpha, width = 3, 0.8, 40
+def _coverage(history, beta):
+    """GNMT coverage penalty of an attention history `(T, Tk)`, positions
+    never attended (padding) left out."""
+    total = history.sum(axis=0)
+    total = total[total > 0]
+    return beta * np.sum(np.log(np.minimum(total, 1.0)))
+
+
+def _gnmt_score(sequence, log_prob, history, alpha, beta):
+    score = log_prob / _penalty(len(sequence), alpha)
+    if sequence[-1] == END:
+        score += _coverage(history, beta)
+    return score
+
+
+@pytest.mark.parametrize(
+    "alpha, beta, rules",
+    [
+        (0.8, 0.0, {}),
+        (0.6, 0.4, {}),
+        (0.0, 0.0, {"min_length": 1, "no_repeat_ngram_size": 1}),
+        (1.0, 0.3, {"min_length": 2, "no_repeat_ngram_size": 2}),
+    ],
+)
+def test_exhaustive_beam_equals_brute_force(rng, alpha, beta, rules):
+    # Vocabulary 6 (3 words besides PAD, END and the start token of the
+    # row), 3 steps: 40 complete hypotheses per source without rules. A
+    # beam as wide as the number of hypotheses prunes nothing, so it must
+    # return every hypothesis the rules allow, ranked exactly as the
+    # brute-force enumeration (which checks the rules on every sequence)
+    # ranks them with the GNMT formula. The toy's state penalises repeated
+    # tokens, so the state must follow its beam; the two sources differ in
+    # bias, keys and mask (source 1 has a padded position).
+    max_length = 3
     table, constants, start = toy.random_problem(
-        rng, batch=2, vocab=5, end_logit=0.0
+        rng, batch=2, vocab=6, end_logit=0.0
     )
     model = toy.Toy(table, penalty=1.0)
+    brute = [
+        model.np_all_hypotheses(
+            start,
+            constants,
+            row,
+            max_length,
+            END,
+            rules.get("min_length", 0),
+            rules.get("no_repeat_ngram_size", 0),
+        )
+        for row in range(2)
+    ]
+    width = max(len(b) for b in brute)
+    if not rules:
+        assert width == 40
     out = toy.run(
         beam_search,
         model.step,
@@ -112,29 +154,36 @@ def test_exhaustive_beam_equals_brute_force(rng):
         end_token=END,
         beam_width=width,
         length_penalty=alpha,
+        coverage_penalty=beta,
+        **rules,
     )
     tokens, scores = toy.numpy(out.tokens), toy.numpy(out.scores)
     log_probs, lengths = toy.numpy(out.log_probs), toy.numpy(out.lengths)
     attention = toy.numpy(out.attention)
-    assert np.all(np.diff(scores, axis=1) <= 0), "best first"
     for row in range(2):
-        brute = model.np_all_hypotheses(start, constants, row, max_length, END)
-        assert len(brute) == width
-        ranked = sorted(brute, key=lambda h: -h[1] / _penalty(len(h[0]), alpha))
-        for k, (sequence, log_prob) in enumerate(ranked):
+        ranked = sorted(
+            brute[row], key=lambda h: -_gnmt_score(*h, alpha, beta)
+        )
+        found = np.isfinite(scores[row])
+        assert np.sum(found) == len(ranked)
+        assert np.all(np.diff(scores[row, found]) <= 0), "best first"
+        for k, (sequence, log_prob, history) in enumerate(ranked):
             n = len(sequence)
             np.testing.assert_array_equal(tokens[row, k, :n], sequence)
             assert np.all(tokens[row, k, n:] == PAD)
             assert lengths[row, k] == n
             np.testing.assert_allclose(log_probs[row, k], log_prob, rtol=1e-4)
             np.testing.assert_allclose(
-                scores[row, k], log_prob / _penalty(n, alpha), rtol=1e-4
+                scores[row, k],
+                _gnmt_score(sequence, log_prob, history, alpha, beta),
+                rtol=1e-4,
             )
-            _, history = model.np_log_prob(start, constants, row, sequence)
             np.testing.assert_allclose(
                 attention[row, k, :n], history, rtol=1e-4, atol=1e-6
             )
             assert np.all(attention[row, k, n:] == 0)
+        assert np.all(tokens[row, ~found] == PAD)
+        assert np.all(lengths[row, ~found] == 0)
 
 
 def test_length_penalty_prefers_longer_hypotheses():
@@ -257,21 +306,23 @@ def test_attention_history_follows_the_beams():
 
 def test_first_step_expands_one_beam_and_pads_missing_hypotheses():
     # With one step and no end token, the hypotheses are the best distinct
-    # first tokens; with a width above the vocabulary size, the missing
-    # hypotheses are -inf, length 0, all pad.
+    # allowed first tokens: PAD (0) and the start token (2) are never
+    # generated, even though the start token is the most probable. With a
+    # width above the number of allowed tokens, the missing hypotheses are
+    # -inf, length 0, all pad.
     log_probs = np.log(np.array([0.05, 0.1, 0.5, 0.35]))
     table = np.tile(log_probs, (4, 1)).astype("float32")
     out = toy.run(
         beam_search, toy.markov_step(table), [2], (), max_length=1, beam_width=6
     )
     np.testing.assert_array_equal(
-        toy.numpy(out.tokens)[0, :, 0], [2, 3, 1, 0, PAD, PAD]
+        toy.numpy(out.tokens)[0, :, 0], [3, 1, PAD, PAD, PAD, PAD]
     )
     np.testing.assert_allclose(
-        toy.numpy(out.scores)[0, :4], np.sort(log_probs)[::-1], rtol=1e-5
+        toy.numpy(out.scores)[0, :2], np.log([0.35, 0.1]), rtol=1e-5
     )
-    assert np.all(np.isneginf(toy.numpy(out.scores)[0, 4:]))
-    np.testing.assert_array_equal(toy.numpy(out.lengths)[0], [1] * 4 + [0] * 2)
+    assert np.all(np.isneginf(toy.numpy(out.scores)[0, 2:]))
+    np.testing.assert_array_equal(toy.numpy(out.lengths)[0], [1] * 2 + [0] * 4)
 
 
 def test_early_stop_once_every_beam_has_ended():

@@ -120,7 +120,7 @@ def test_without_end_token_generates_max_length():
     out = toy.run(
         greedy_search,
         toy.markov_step(_countdown_table()),
-        [2, 5],
+        [2, 4],
         None,
         max_length=4,
     )
@@ -128,6 +128,22 @@ def test_without_end_token_generates_max_length():
         toy.numpy(out.tokens), [[3, 4, END, 5], [END, 5, END, 5]]
     )
     np.testing.assert_array_equal(toy.numpy(out.lengths), [4, 4])
+
+
+def test_pad_and_start_token_are_never_chosen():
+    # After 2, PAD and then 2 are the most probable tokens; after 3, 3 is.
+    # A row never generates PAD nor its own start token, but may generate
+    # another row's start token.
+    rows = {2: {PAD: 0.6, 2: 0.25, 3: 0.1, END: 0.05}, 3: {3: 0.7, END: 0.3}}
+    step = toy.markov_step(toy.table_from_probabilities(rows, vocab=5))
+    out = toy.run(greedy_search, step, [2, 3], (), max_length=3, end_token=END)
+    np.testing.assert_array_equal(
+        toy.numpy(out.tokens), [[3, 3, 3], [END, PAD, PAD]]
+    )
+    # Log-probabilities are the model's: the banned tokens keep their mass.
+    np.testing.assert_allclose(
+        toy.numpy(out.log_probs), np.log([0.1 * 0.7 * 0.7, 0.3]), rtol=1e-4
+    )
 
 
 def test_custom_pad_token():

@@ -89,8 +89,19 @@ class Toy:
         new_bag[token] += 1
         return log_probs, attention, new_bag
 
-    def np_greedy(self, start, constants, max_length, end_token=END):
-        """Greedy search, one row at a time, in NumPy."""
+    def np_greedy(
+        self,
+        start,
+        constants,
+        max_length,
+        end_token=END,
+        min_length=0,
+        ngram=0,
+        limits=None,
+    ):
+        """Greedy search, one row at a time, in NumPy: the most probable
+        token that keeps the sequence `allowed`; a row stops at the end
+        token, at its limit, or when no token is allowed."""
         batch = len(start)
         source_length = constants["keys"].shape[1]
         tokens = np.full((batch, max_length), PAD)
@@ -98,10 +109,28 @@ class Toy:
         scores = np.zeros(batch)
         lengths = np.zeros(batch, int)
         for row in range(batch):
-            token, bag = int(start[row]), np.zeros(self.vocab)
-            for t in range(max_length):
-                log_probs, att, bag = self.np_step(token, bag, constants, row)
-                token = int(np.argmax(log_probs))
+            token, bag, sequence = int(start[row]), np.zeros(self.vocab), []
+            limit = max_length if limits is None else limits[row]
+            for t in range(limit):
+                log_probs, att, new_bag = self.np_step(
+                    token, bag, constants, row
+                )
+                ranked = np.argsort(-log_probs, kind="stable")
+                ok = [
+                    int(v)
+                    for v in ranked
+                    if allowed(
+                        [*sequence, int(v)],
+                        start[row],
+                        end_token,
+                        min_length,
+                        ngram,
+                    )
+                ]
+                if not ok:
+                    break
+                token, bag = ok[0], new_bag
+                sequence.append(token)
                 tokens[row, t] = token
                 attention[row, t] = att
                 scores[row] += log_probs[token]
@@ -121,24 +150,58 @@ class Toy:
             token = int(next_token)
         return total, np.array(history)
 
-    def np_all_hypotheses(self, start, constants, row, max_length, end_token):
-        """Every complete hypothesis: ends at `end_token`, or at max_length.
-
-        `PAD` is left out: `random_problem` gives it a logit of -1e4.
-        """
-        words = [t for t in range(self.vocab) if t not in (PAD, end_token)]
+    def np_all_hypotheses(
+        self,
+        start,
+        constants,
+        row,
+        max_length,
+        end_token,
+        min_length=0,
+        ngram=0,
+    ):
+        """Every complete `allowed` hypothesis (ending at `end_token`, or
+        of `max_length` tokens) with its log-probability and attention
+        history, by enumeration."""
+        others = [t for t in range(self.vocab) if t != end_token]
         hypotheses = []
         for length in range(1, max_length + 1):
-            for body in itertools.product(words, repeat=length - 1):
+            for body in itertools.product(others, repeat=length - 1):
                 ends = [(*body, end_token)]
                 if length == max_length:
-                    ends += [(*body, w) for w in words]
+                    ends += [(*body, w) for w in others]
                 for sequence in ends:
-                    log_prob, _ = self.np_log_prob(
+                    if not allowed(
+                        sequence, start[row], end_token, min_length, ngram
+                    ):
+                        continue
+                    log_prob, history = self.np_log_prob(
                         start, constants, row, sequence
                     )
-                    hypotheses.append((sequence, log_prob))
+                    hypotheses.append((sequence, log_prob, history))
         return hypotheses
+
+
+def allowed(sequence, start, end_token=END, min_length=0, ngram=0):
+    """Whether a generated sequence (or prefix) keeps the decoding rules,
+    checked directly on its tokens: no PAD, no start token, the end token
+    only last and after at least `min_length` tokens, no n-gram twice."""
+    sequence = [int(t) for t in sequence]
+    special = {PAD, int(start)} - {end_token}
+    if special & set(sequence):
+        return False
+    if end_token in sequence[:-1]:
+        return False
+    if sequence and sequence[-1] == end_token and len(sequence) <= min_length:
+        return False
+    if ngram:
+        grams = [
+            tuple(sequence[i : i + ngram])
+            for i in range(len(sequence) - ngram + 1)
+        ]
+        if len(set(grams)) != len(grams):
+            return False
+    return True
 
 
 def table_from_probabilities(rows, vocab, floor=1e-6):
