@@ -37,18 +37,71 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     def _answer(self) -> None:
         start = time.perf_counter()
-        body, refused = self._read_body()
+        length, refused = self._body_length()
         if refused is not None:
-            response = refused
-            self.close_connection = True  # the body was not read
-        else:
-            try:
-                response = self.server.api.handle(self.command, self.path, body)
-            except Exception as error:  # a bug: one line, not a traceback
-                response = error_response(
-                    500,
-                    f"Internal error ({type(error).__name__}: {error}).",
+            self._send(refused, start)
+            return
+        body = self.rfile.read(length) if length else b""
+        if len(body) < length:
+            self.close_connection = True
+            self._send(
+                error_response(
+                    400,
+                    f"The body ended after {len(body)} of its {length} "
+                    "bytes (Content-Length).",
+                ),
+                start,
+            )
+            return
+        try:
+            response = self.server.api.handle(self.command, self.path, body)
+        except Exception as error:  # a bug: one line, not a traceback
+            response = error_response(
+                500, f"Internal error ({type(error).__name__}: {error})."
+            )
+        self._send(response, start)
+
+    def handle_expect_100(self):
+        """`Expect: 100-continue`: refuse a body we would not read before
+        the client sends it."""
+        _, refused = self._body_length()
+        if refused is not None:
+            self._send(refused, time.perf_counter())
+            return False
+        return super().handle_expect_100()
+
+    def _body_length(self):
+        """`(length, None)` for a body that can be read, or `(0, error
+        response)`, after which the connection is closed."""
+        length = self.headers.get("Content-Length")
+        refused = None
+        if self.headers.get("Transfer-Encoding"):
+            refused = error_response(
+                411, "Chunked bodies are not accepted; send a Content-Length."
+            )
+        elif length is None:
+            if self.command in _BODY_METHODS:
+                refused = error_response(
+                    411, f"{self.command} needs a Content-Length header."
                 )
+            length = 0
+        elif not length.strip().isdigit():
+            refused = error_response(
+                400, f"Invalid Content-Length {length!r}; expected bytes."
+            )
+        elif int(length) > self.server.api.settings.max_body_bytes:
+            refused = error_response(
+                413,
+                f"The body has {int(length)} bytes; this server reads at "
+                f"most {self.server.api.settings.max_body_bytes} (from its "
+                "--max-sentences and --max-chars).",
+            )
+        if refused is not None:
+            self.close_connection = True  # the body is left unread
+            return 0, refused
+        return int(length), None
+
+    def _send(self, response, start: float) -> None:
         self.send_response(response.status)
         self.send_header("Content-Type", response.content_type)
         self.send_header("Content-Length", str(len(response.body)))
@@ -65,38 +118,6 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             f'{self.client_address[0]} "{self.command} {self.path}" '
             f"{response.status} {len(response.body)} {milliseconds:.1f} ms"
         )
-
-    def _read_body(self):
-        """`(body, None)`, or `(b"", error response)` when the body cannot
-        be read or is too large."""
-        length = self.headers.get("Content-Length")
-        if self.headers.get("Transfer-Encoding"):
-            return b"", error_response(
-                411,
-                "Chunked bodies are not accepted; send a Content-Length.",
-            )
-        if length is None:
-            if self.command in _BODY_METHODS:
-                return b"", error_response(
-                    411, f"{self.command} needs a Content-Length header."
-                )
-            return b"", None
-        try:
-            length = int(length)
-            if length < 0:
-                raise ValueError
-        except ValueError:
-            return b"", error_response(
-                400, f"Invalid Content-Length {length!r}; expected bytes."
-            )
-        limit = self.server.api.settings.max_body_bytes
-        if length > limit:
-            return b"", error_response(
-                413,
-                f"The body has {length} bytes; this server reads at most "
-                f"{limit} (from its --max-sentences and --max-chars).",
-            )
-        return self.rfile.read(length), None
 
     def version_string(self):
         return f"keras-nmt/{__version__}"
