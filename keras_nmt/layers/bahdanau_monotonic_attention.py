@@ -72,6 +72,9 @@ class BahdanauMonotonicAttention(MonotonicMixin, BahdanauAttention):
             reach the context. Filled in from the value's Keras mask.
         key_mask: optional boolean `(batch_size, Tk)`, combined with
             `value_mask`. Filled in from the key's Keras mask.
+        value_lengths: optional integer `(batch_size,)`, the number of valid
+            keys of each row: key `j` takes part where
+            `j < value_lengths[b]`, combined with the masks.
         return_attention_scores: bool, also return the alignments.
         training: bool, expected (soft) alignments with noise when true, hard
             ones when false or None.
@@ -83,12 +86,14 @@ class BahdanauMonotonicAttention(MonotonicMixin, BahdanauAttention):
         The context `(batch_size, Tq, dv)` (`(batch_size, dv)` for one step)
         in the compute dtype, and with `return_attention_scores=True` the
         tuple `(context, alignments)`, `alignments` `(batch_size, Tq, Tk)`
-        (`(batch_size, Tk)`) in the compute dtype.
+        (`(batch_size, Tk)`) in the compute dtype. (`attend` returns the
+        alignments in float32: a decoder carries them as its state.)
 
     Raises:
         ValueError: for an unknown `mode`, a negative `sigmoid_noise`,
-            `use_causal_mask=True`, a `previous_alignment` of the wrong
-            shape, and the input errors of `BahdanauAttention`.
+            `use_coverage=True` or a `probability_fn`, `use_causal_mask=True`,
+            a `previous_alignment` of the wrong shape, and the input errors
+            of `BahdanauAttention`.
 
     Example:
 
@@ -122,6 +127,13 @@ class BahdanauMonotonicAttention(MonotonicMixin, BahdanauAttention):
         seed=None,
         **kwargs,
     ):
+        if kwargs.get("use_coverage", False):
+            raise ValueError(
+                "BahdanauMonotonicAttention: the alignment never returns to a "
+                "key it has passed, so it takes no coverage term. Received: "
+                "use_coverage=True. Use BahdanauAttention(units, "
+                "use_coverage=True) for coverage."
+            )
         super().__init__(
             units=units,
             normalize=normalize,

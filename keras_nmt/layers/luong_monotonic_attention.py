@@ -68,6 +68,9 @@ class LuongMonotonicAttention(MonotonicMixin, DotProductAttention):
             reach the context. Filled in from the value's Keras mask.
         key_mask: optional boolean `(batch_size, Tk)`, combined with
             `value_mask`. Filled in from the key's Keras mask.
+        value_lengths: optional integer `(batch_size,)`, the number of valid
+            keys of each row: key `j` takes part where
+            `j < value_lengths[b]`, combined with the masks.
         return_attention_scores: bool, also return the alignments.
         training: bool, expected (soft) alignments with noise when true, hard
             ones when false or None.
@@ -79,12 +82,13 @@ class LuongMonotonicAttention(MonotonicMixin, DotProductAttention):
         The context `(batch_size, Tq, dv)` (`(batch_size, dv)` for one step)
         in the compute dtype, and with `return_attention_scores=True` the
         tuple `(context, alignments)`, `alignments` `(batch_size, Tq, Tk)`
-        (`(batch_size, Tk)`) in the compute dtype.
+        (`(batch_size, Tk)`) in the compute dtype. (`attend` returns the
+        alignments in float32: a decoder carries them as its state.)
 
     Raises:
         ValueError: for an unknown `score` or `mode`, a negative
-            `sigmoid_noise`, `use_causal_mask=True`, a `previous_alignment`
-            of the wrong shape, and the input errors of
+            `sigmoid_noise`, a `probability_fn`, `use_causal_mask=True`, a
+            `previous_alignment` of the wrong shape, and the input errors of
             `DotProductAttention`.
 
     Example:

@@ -834,6 +834,16 @@ def test_bad_arguments_are_refused(cls, kwargs, message):
         cls(*args, **kwargs)
 
 
+def test_coverage_is_refused():
+    with pytest.raises(
+        ValueError,
+        match=r"BahdanauMonotonicAttention: the alignment never returns to a "
+        r"key it has passed, so it takes no coverage term\. Received: "
+        r"use_coverage=True\.",
+    ):
+        BahdanauMonotonicAttention(4, use_coverage=True)
+
+
 def test_value_lengths_must_be_an_integer_vector(rng):
     query, key, value, _, _ = random_inputs(rng)
     layer = make_layer("luong_dot", name="att")
