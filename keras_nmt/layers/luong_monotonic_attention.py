@@ -35,7 +35,10 @@ class LuongMonotonicAttention(MonotonicMixin, DotProductAttention):
     step at a time passes a rank-2 query and carries the alignment: each
     call of `attend` returns `(context, alignment)`, and `alignment` goes in
     as `previous_alignment` at the next step (`requires_previous_alignment`
-    is True on this class for decoders to check).
+    is True on this class for decoders to check). A decoder whose steps run
+    in a compiled loop draws the training noise of all steps before it,
+    `noise(shape, training)`, and passes each step's as `attend(...,
+    noise=...)`, as it does with `dropout_mask`.
 
     Args:
         score: `"dot"` or `"general"`.

@@ -335,6 +335,31 @@ class MonotonicMixin:
             ops.zeros((batch_size,), "int32"), key_length, dtype="float32"
         )
 
+    def noise(self, shape, training=None):
+        """Draws the pre-sigmoid noise ahead of `attend`.
+
+        `attend` draws its own noise in training; a decoder that attends
+        inside a compiled loop draws the noise of all steps before it and
+        passes one step's as `noise` (see `attend`).
+
+        Args:
+            shape: shape of the energies it is added to, e.g.
+                `(steps, batch_size, Tk)` for single decoder steps.
+            training: bool, whether the noise is active.
+
+        Returns:
+            float32 tensor of `shape`, Gaussian with standard deviation
+            `sigmoid_noise`; None outside training or without noise.
+        """
+        if not training or self.sigmoid_noise == 0:
+            return None
+        generator = self.noise_seed_generator
+        if generator is None:
+            generator = self.seed_generator
+        return keras.random.normal(
+            shape, stddev=self.sigmoid_noise, seed=generator
+        )
+
     def call(
         self,
         query,
@@ -399,6 +424,7 @@ class MonotonicMixin:
         use_causal_mask=False,
         dropout_mask=None,
         previous_alignment=None,
+        noise=None,
     ):
         """Attends with keys already passed through `project_keys`.
 
@@ -406,8 +432,12 @@ class MonotonicMixin:
         `(context, alignment)`, the alignment in float32. For one decoder
         step (a rank-2 query), `alignment` `(B, Tk)` is the state to pass as
         `previous_alignment` to the next step; the first step takes None or
-        `initial_alignment(batch_size, Tk)`. `dropout_mask`, optional, is
-        the dropout drawn ahead with `dropout_mask` (see `BaseAttention`).
+        `initial_alignment(batch_size, Tk)`. `dropout_mask` and `noise`,
+        optional, are the dropout and the pre-sigmoid noise drawn ahead by
+        the methods of the same names (`(B, Tk)` for one step); they replace
+        what `attend` draws in training. A decoder whose steps run in a
+        compiled loop (`ops.scan`) draws them before the loop: on JAX, a
+        seed generator cannot advance inside a loop.
         """
         self._refuse_causal_mask(use_causal_mask)
         query = self._as_float(query)
@@ -418,15 +448,12 @@ class MonotonicMixin:
             if query_mask is not None:
                 query_mask = ops.expand_dims(query_mask, 1)
         energies = self.score(query, projected_keys) + self.score_bias
-        if training and self.sigmoid_noise > 0:
-            generator = self.noise_seed_generator
-            if generator is None:
-                generator = self.seed_generator
-            energies = energies + keras.random.normal(
-                ops.shape(energies),
-                stddev=self.sigmoid_noise,
-                seed=generator,
-            )
+        if noise is not None:
+            if single_step:
+                noise = ops.expand_dims(noise, 1)
+            energies = energies + ops.cast(noise, "float32")
+        elif training and self.sigmoid_noise > 0:
+            energies = energies + self.noise(ops.shape(energies), training)
         keys = attended_keys(
             value_mask, key_mask, value_lengths, ops.shape(value)[1]
         )

@@ -545,6 +545,48 @@ def test_sigmoid_noise_only_in_training(rng):
     )
 
 
+def test_noise_drawn_ahead_equals_noise_drawn_by_attend(rng):
+    """What a decoder with a compiled step loop does (on JAX a seed
+    generator cannot advance inside `ops.scan`)."""
+    query, key, value, value_mask, _ = random_inputs(rng)
+    layers = [
+        make_layer("luong_general", sigmoid_noise=1.5, seed=5) for _ in "ab"
+    ]
+    for layer in layers:
+        layer(query, value, key=key)
+    layers[1].set_weights(layers[0].get_weights())
+    ahead, inside = layers
+    noise = ahead.noise((3, 4, 6), training=True)
+    assert ahead.noise((3, 4, 6), training=False) is None
+    assert make_layer("luong_dot").noise((3, 4, 6), training=True) is None
+    projected = ahead.project_keys(key)
+    options = {"value_mask": value_mask, "training": True}
+    context, alignments = ahead.attend(
+        query, value, projected, noise=noise, **options
+    )
+    expected = inside.attend(query, value, projected, **options)
+    np.testing.assert_array_equal(to_numpy(context), to_numpy(expected[0]))
+    np.testing.assert_array_equal(to_numpy(alignments), to_numpy(expected[1]))
+    # One step at a time, each with its step's noise: the same.
+    state = ahead.initial_alignment(3, 6)
+    for i in range(4):
+        step_context, state = ahead.attend(
+            query[:, i],
+            value,
+            projected,
+            previous_alignment=state,
+            noise=noise[:, i],
+            **options,
+        )
+        np.testing.assert_allclose(
+            to_numpy(state), to_numpy(alignments)[:, i], atol=1e-6
+        )
+    # The noise is N(0, sigmoid_noise).
+    sample = to_numpy(ahead.noise((400, 100), training=True))
+    assert abs(sample.mean()) < 0.03
+    assert sample.std() == pytest.approx(1.5, rel=0.03)
+
+
 def test_dropout_only_in_training_and_alignments_stay_undropped(rng):
     query, key, value, _, _ = random_inputs(rng)
     layer = make_layer("luong_dot", dropout=0.5, sigmoid_noise=0.5, seed=2)
