@@ -78,24 +78,84 @@ class Seq2SeqInference:
         """One decoder step: `(logits, attention_weights, new_state)`."""
         return self.decoder.step(tokens, state, constants)
 
-    def greedy(self, source_tokens):
-        """The most probable token at every step. Returns `Decoded`."""
-        return self._compiled["greedy"](self._tokens(source_tokens))
+    def greedy(
+        self,
+        source_tokens,
+        *,
+        min_length=0,
+        no_repeat_ngram_size=0,
+        max_length_ratio=None,
+    ):
+        """The most probable allowed token at every step. Returns `Decoded`.
 
-    def sample(self, source_tokens, *, temperature=1.0, top_k=None):
-        """Tokens drawn from `softmax(logits / temperature)`, optionally among
-        the `top_k` most probable only. Returns `Decoded`."""
-        return self._compiled["sample"](
-            self._tokens(source_tokens), temperature=temperature, top_k=top_k
+        `min_length`: tokens before the end token is allowed;
+        `no_repeat_ngram_size`: never repeat an n-gram of that many tokens
+        (0: allowed); `max_length_ratio`: at most
+        `ceil(max_length_ratio * source_length)` tokens per source (the
+        source length counts its non-zero tokens). See
+        `keras_nmt.decoding.greedy_search`.
+        """
+        return self._compiled["greedy"](
+            self._tokens(source_tokens),
+            min_length=min_length,
+            no_repeat_ngram_size=no_repeat_ngram_size,
+            max_length_ratio=max_length_ratio,
         )
 
-    def beam_search(self, source_tokens, *, beam_width=5, length_penalty=0.0):
+    def sample(
+        self,
+        source_tokens,
+        *,
+        temperature=1.0,
+        top_k=None,
+        top_p=None,
+        min_length=0,
+        no_repeat_ngram_size=0,
+        max_length_ratio=None,
+    ):
+        """Tokens drawn from `softmax(logits / temperature)`, optionally among
+        the `top_k` most probable only, then among the nucleus of
+        probability `top_p` only; `min_length`, `no_repeat_ngram_size` and
+        `max_length_ratio` as for `greedy`. Returns `Decoded`."""
+        return self._compiled["sample"](
+            self._tokens(source_tokens),
+            temperature=temperature,
+            top_k=top_k,
+            top_p=top_p,
+            min_length=min_length,
+            no_repeat_ngram_size=no_repeat_ngram_size,
+            max_length_ratio=max_length_ratio,
+        )
+
+    def beam_search(
+        self,
+        source_tokens,
+        *,
+        beam_width=5,
+        length_penalty=0.0,
+        coverage_penalty=0.0,
+        min_length=0,
+        no_repeat_ngram_size=0,
+        max_length_ratio=None,
+        n_best=None,
+    ):
         """The `beam_width` best hypotheses per source, ranked by the GNMT
-        length-penalised score. Returns `Decoded` with a beam axis."""
+        score with length penalty `length_penalty` (alpha) and coverage
+        penalty `coverage_penalty` (beta); `min_length`,
+        `no_repeat_ngram_size` and `max_length_ratio` as for `greedy`.
+        With `n_best`, a source stops as soon as its `n_best` best
+        hypotheses are settled: those are exact, the others may be cut
+        short (see `keras_nmt.decoding.beam_search`). Returns `Decoded`
+        with a beam axis."""
         return self._compiled["beam_search"](
             self._tokens(source_tokens),
             beam_width=beam_width,
             length_penalty=length_penalty,
+            coverage_penalty=coverage_penalty,
+            min_length=min_length,
+            no_repeat_ngram_size=no_repeat_ngram_size,
+            max_length_ratio=max_length_ratio,
+            n_best=n_best,
         )
 
     # The functions that get compiled.
@@ -105,38 +165,52 @@ class Seq2SeqInference:
         start = ops.full((ops.shape(source_tokens)[0],), self.start_token)
         return ops.cast(start, "int32"), state, constants
 
-    def _options(self):
-        return {"max_length": self.max_length, "end_token": self.end_token}
+    def _options(self, source_tokens, max_length_ratio):
+        options = {
+            "max_length": self.max_length,
+            "end_token": self.end_token,
+            "max_length_ratio": max_length_ratio,
+        }
+        if max_length_ratio is not None:
+            # The encoder's padding id is 0.
+            not_padding = ops.not_equal(source_tokens, 0)
+            options["source_lengths"] = ops.sum(
+                ops.cast(not_padding, "int32"), axis=1
+            )
+        return options
 
-    def _greedy(self, source_tokens):
+    def _greedy(self, source_tokens, max_length_ratio, **rules):
         start, state, constants = self._start(source_tokens)
         return decoding.greedy_search(
-            self.step, start, state, constants, **self._options()
+            self.step,
+            start,
+            state,
+            constants,
+            **rules,
+            **self._options(source_tokens, max_length_ratio),
         )
 
-    def _sample(self, source_tokens, temperature, top_k):
+    def _sample(self, source_tokens, max_length_ratio, **options):
         start, state, constants = self._start(source_tokens)
         return decoding.sample(
             self.step,
             start,
             state,
             constants,
-            temperature=temperature,
-            top_k=top_k,
             seed=self.seed_generator,
-            **self._options(),
+            **options,
+            **self._options(source_tokens, max_length_ratio),
         )
 
-    def _beam_search(self, source_tokens, beam_width, length_penalty):
+    def _beam_search(self, source_tokens, max_length_ratio, **options):
         start, state, constants = self._start(source_tokens)
         return decoding.beam_search(
             self.step,
             start,
             state,
             constants,
-            beam_width=beam_width,
-            length_penalty=length_penalty,
-            **self._options(),
+            **options,
+            **self._options(source_tokens, max_length_ratio),
         )
 
     @staticmethod

@@ -1,3 +1,6 @@
+import math
+from fractions import Fraction
+
 import keras
 import numpy as np
 import pytest
@@ -6,6 +9,7 @@ from keras import ops
 from keras_nmt.seq2seq import Seq2SeqInference
 from keras_nmt.seq2seq import build_seq2seq
 from keras_nmt.seq2seq import compile_seq2seq
+from tests.decoding.toy import allowed as allowed_tokens
 
 START, END = 1, 2
 
@@ -28,23 +32,50 @@ def _sources(rng, batch=4, length=6, vocab=20):
     return source
 
 
-def _python_greedy(model, source, max_length):
-    """Reference: a Python loop of eager decoder steps and NumPy argmax."""
+def _limits(source, max_length, ratio):
+    """`min(max_length, ceil(ratio * source length))`, ratio read as the
+    decimal it is written as (`Fraction("1.1") * 10 == 11`)."""
+    if ratio is None:
+        return [max_length] * source.shape[0]
+    lengths = (source != 0).sum(axis=1)
+    ratio = Fraction(str(ratio))
+    return [max(1, min(max_length, math.ceil(ratio * n))) for n in lengths]
+
+
+def _python_greedy(
+    model, source, max_length, min_length=0, ngram=0, ratio=None
+):
+    """Reference: a Python loop of eager decoder steps; each row takes the
+    most probable token that keeps its tokens `toy.allowed` and stops at
+    END, at its length limit or when no token is allowed."""
     encoder = model.get_layer("encoder")
     decoder = model.get_layer("decoder")
     outputs, mask, final = encoder(source)
     state = decoder.initial_state(final)
     constants = decoder.constants(outputs, mask)
     tokens = np.full((source.shape[0],), START, "int32")
+    limits = _limits(source, max_length, ratio)
     done = np.zeros(source.shape[0], bool)
     result = np.zeros((source.shape[0], max_length), "int32")
     for t in range(max_length):
         logits, _, state = decoder.step(
             ops.convert_to_tensor(tokens), state, constants
         )
-        tokens = np.argmax(ops.convert_to_numpy(logits), -1).astype("int32")
-        result[:, t] = np.where(done, 0, tokens)
-        done |= tokens == END
+        logits = ops.convert_to_numpy(logits)
+        for row in range(source.shape[0]):
+            if done[row]:
+                continue
+            sequence = list(result[row, :t])
+            allowed = [
+                v
+                for v in np.argsort(-logits[row], kind="stable")
+                if allowed_tokens([*sequence, v], START, END, min_length, ngram)
+            ]
+            if not allowed:
+                done[row] = True
+                continue
+            tokens[row] = result[row, t] = allowed[0]
+            done[row] = allowed[0] == END or t + 1 == limits[row]
     return result
 
 
@@ -66,6 +97,104 @@ def test_compiled_greedy_equals_python_loop(style, rng):
         np.testing.assert_allclose(generated.sum(-1), 1.0, atol=1e-5)
         assert np.all(generated[:, source[row] == 0] == 0)
         assert np.all(weights[row, lengths[row] :] == 0)
+
+
+def test_greedy_options_equal_python_loop(rng):
+    # Source lengths 6, 2, 6 and 4: with ratio 0.7 the rows stop after at
+    # most 5, 2, 5 and 3 tokens; no END before 2 tokens, no bigram twice.
+    model = _model("luong", "general")
+    source = _sources(rng)
+    inference = Seq2SeqInference(
+        model, start_token=START, end_token=END, max_length=7
+    )
+    options = {"min_length": 2, "no_repeat_ngram_size": 2}
+    out = inference.greedy(source, max_length_ratio=0.7, **options)
+    expected = _python_greedy(
+        model, source, 7, min_length=2, ngram=2, ratio=0.7
+    )
+    np.testing.assert_array_equal(ops.convert_to_numpy(out.tokens), expected)
+    lengths = ops.convert_to_numpy(out.lengths)
+    assert np.all(lengths <= [5, 2, 5, 3])
+    # Without the ratio the rows run longer: the limit did cut them.
+    free = ops.convert_to_numpy(inference.greedy(source, **options).lengths)
+    assert np.any(free > lengths)
+
+
+def test_beam_search_options(rng):
+    model = _model()
+    source = _sources(rng)
+    inference = Seq2SeqInference(
+        model, start_token=START, end_token=END, max_length=7
+    )
+    alpha, beta = 0.6, 0.4
+    out = inference.beam_search(
+        source,
+        beam_width=3,
+        length_penalty=alpha,
+        coverage_penalty=beta,
+        min_length=1,
+        no_repeat_ngram_size=2,
+        max_length_ratio=1.5,
+    )
+    tokens = ops.convert_to_numpy(out.tokens)
+    lengths = ops.convert_to_numpy(out.lengths)
+    scores = ops.convert_to_numpy(out.scores)
+    log_probs = ops.convert_to_numpy(out.log_probs)
+    attention = ops.convert_to_numpy(out.attention)
+    limits = _limits(source, 7, 1.5)
+    assert np.all(np.isfinite(scores)), "padding is left out of coverage"
+    for b in range(source.shape[0]):
+        for k in range(3):
+            n = lengths[b, k]
+            hypothesis = tokens[b, k, :n]
+            assert n <= limits[b]
+            assert allowed_tokens(hypothesis, START, END, 1, 2)
+            expected = log_probs[b, k] / ((5.0 + n) / 6.0) ** alpha
+            if hypothesis[-1] == END:
+                coverage = attention[b, k, :n].sum(axis=0)
+                assert np.all(coverage[source[b] == 0] == 0)
+                coverage = coverage[source[b] != 0]
+                expected += beta * np.log(np.minimum(coverage, 1.0)).sum()
+            np.testing.assert_allclose(scores[b, k], expected, rtol=1e-4)
+
+
+def test_beam_n_best_keeps_the_best_exact(rng):
+    model = _model("luong", "dot")
+    source = _sources(rng)
+    inference = Seq2SeqInference(
+        model, start_token=START, end_token=END, max_length=8
+    )
+    full = inference.beam_search(source, beam_width=4, length_penalty=1.0)
+    for n in (1, 2):
+        early = inference.beam_search(
+            source, beam_width=4, length_penalty=1.0, n_best=n
+        )
+        for field in ("tokens", "lengths", "scores"):
+            np.testing.assert_allclose(
+                ops.convert_to_numpy(getattr(early, field))[:, :n],
+                ops.convert_to_numpy(getattr(full, field))[:, :n],
+                rtol=1e-6,
+            )
+
+
+def test_sample_never_draws_pad_or_start_and_tiny_top_p_is_greedy(rng):
+    model = _model()
+    source = _sources(rng, batch=16)
+    inference = Seq2SeqInference(
+        model, start_token=START, end_token=END, max_length=6, seed=1
+    )
+    out = inference.sample(source, temperature=3.0, top_k=10, top_p=0.9)
+    tokens = ops.convert_to_numpy(out.tokens)
+    lengths = ops.convert_to_numpy(out.lengths)
+    for row in range(16):
+        assert allowed_tokens(tokens[row, : lengths[row]], START, END)
+    # The nucleus of a tiny mass is the most probable token alone.
+    nucleus = inference.sample(source, top_p=1e-6)
+    greedy = inference.greedy(source)
+    np.testing.assert_array_equal(
+        ops.convert_to_numpy(nucleus.tokens),
+        ops.convert_to_numpy(greedy.tokens),
+    )
 
 
 def test_beam_width_one_equals_greedy(rng):
