@@ -24,7 +24,7 @@ TensorFlow Addons' three modes (`monotonic_attention` in
   inexact where `c` falls below 1e-10 (long sources, `p` near 1);
 - `"recursive"`: the recursion above, a scan over the keys. Exact, slower;
 - `"hard"`: for `p` of 0s and 1s only: the first key at or after the
-  previous one with `p = 1`.
+  previous one with `p = 1`. No gradient.
 """
 
 import keras
@@ -138,9 +138,14 @@ def monotonic_alignment(p_choose, previous_alignment, mode):
         return p_choose * ops.moveaxis(q, 0, -1)
     if mode == "hard":
         # Keys before the previous alignment are out of reach; of the rest,
-        # keep the first with p = 1: p * [no earlier key chosen].
+        # keep the first with p = 1: p * [no earlier key chosen]. Discrete
+        # decisions have no gradient (and TensorFlow's gradient of `cumprod`
+        # is wrong where the input holds zeros): none is passed on.
         p_choose = p_choose * ops.cumsum(previous_alignment, axis=-1)
-        return p_choose * ops.cumprod(_shift_right(1.0 - p_choose, 1.0), -1)
+        alignment = p_choose * ops.cumprod(
+            _shift_right(1.0 - p_choose, 1.0), -1
+        )
+        return ops.stop_gradient(alignment)
     raise ValueError(f"`mode` must be one of {MODES}. Received: mode={mode!r}.")
 
 

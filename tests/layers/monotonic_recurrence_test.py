@@ -123,6 +123,22 @@ def test_hard_mode_by_hand():
     np.testing.assert_array_equal(alignment(p, previous, "hard"), expected)
 
 
+def test_hard_mode_passes_no_gradient():
+    p = np.array([[1, 0, 1, 1, 0]], "float32")
+    previous = np.array([[0, 1, 0, 0, 0]], "float32")
+    weights = ops.arange(5, dtype="float32")
+
+    def loss(p, previous):
+        alignment = monotonic.monotonic_alignment(p, previous, "hard")
+        # (The zero term keeps PyTorch's graph, which has nothing else.)
+        return ops.sum(alignment * weights) + 0.0 * ops.sum(p + previous)
+
+    value, grads = function_gradients(loss, [p, previous])
+    assert value == 2.0  # one-hot at key 2
+    for grad in grads:
+        np.testing.assert_array_equal(grad, 0.0)
+
+
 @pytest.mark.parametrize("mode", ["hard", "recursive"])
 def test_zero_one_probabilities_give_the_one_hot_path(mode, rng):
     """With p of 0s and 1s the recurrence is a walk; the exact modes follow
