@@ -177,8 +177,8 @@ function highlight(side, index) {
   for (const token of document.querySelectorAll("#result .token")) {
     clearToken(token);
   }
-  for (const cell of document.querySelectorAll("#heatmap .cell.active")) {
-    cell.classList.remove("active");
+  for (const cell of document.querySelectorAll("#heatmap .cell")) {
+    cell.classList.remove("in-row", "in-column");
   }
   if (!result || side === null) return;
   const other = side === "target" ? "source" : "target";
@@ -197,7 +197,7 @@ function highlight(side, index) {
   const key = side === "target" ? "row" : "column";
   const cells = `#heatmap .cell[data-${key}="${index}"]`;
   for (const cell of document.querySelectorAll(cells)) {
-    cell.classList.add("active");
+    cell.classList.add(`in-${key}`);
   }
 }
 
