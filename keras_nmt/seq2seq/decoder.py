@@ -12,30 +12,38 @@ from keras_nmt.seq2seq.options import STYLES
 from keras_nmt.seq2seq.options import check_choice
 
 
-def get_attention(attention, units):
-    """An attention layer from its name (see `ATTENTIONS`) or an instance."""
+def get_attention(attention, units, name="attention", use_coverage=False):
+    """An attention layer from its name (see `ATTENTIONS`) or an instance.
+
+    `use_coverage` goes to a `BahdanauAttention` made from its name."""
     if isinstance(attention, BaseAttention):
         return attention
     if attention == "bahdanau":
-        return BahdanauAttention(units, name="attention")
+        return BahdanauAttention(units, use_coverage=use_coverage, name=name)
     if attention == "dot":
-        return DotProductAttention(name="attention")
+        return DotProductAttention(name=name)
     if attention == "general":
-        return DotProductAttention(score="general", name="attention")
+        return DotProductAttention(score="general", name=name)
     if attention == "scaled_dot":
-        return ScaledDotProductAttention(name="attention")
+        return ScaledDotProductAttention(name=name)
     raise ValueError(
         f"`attention` must be one of {ATTENTIONS} or an attention layer "
         "instance (BahdanauAttention, DotProductAttention, "
-        f"ScaledDotProductAttention). Received: attention={attention!r}."
+        f"ScaledDotProductAttention, ...). Received: attention={attention!r}."
     )
+
+
+def is_monotonic(attention):
+    """Whether `attention` needs the previous step's alignment (monotonic
+    attention: `requires_previous_alignment` on the layer class)."""
+    return bool(getattr(attention, "requires_previous_alignment", False))
 
 
 @keras.saving.register_keras_serializable(package="keras_nmt")
 class AttentionDecoder(keras.layers.Layer):
     """RNN decoder that attends over all encoder states at every step.
 
-    Two styles (any of the three attention layers can score):
+    Two styles (any attention layer can score):
 
     - `style="bahdanau"` (Bahdanau et al., 2014): the *previous* decoder
       state `s_{t-1}` scores every encoder state; the softmax-weighted sum is
@@ -45,19 +53,68 @@ class AttentionDecoder(keras.layers.Layer):
       state `h_t` scores the encoder states; the attentional vector
       `h~_t = tanh(W_c [c_t; h_t])` gives the logits. With
       `input_feeding=True`, `h~_{t-1}` joins the next step's input. Without
-      it, the RNN runs over the whole target first and the attention is one
-      batched call over all target positions.
+      it (and without coverage or monotonic attention), the RNN runs over
+      the whole target first and the attention is one batched call over all
+      target positions.
 
     Teacher forcing (`call`) and the one-token `step` used for inference
-    compute the same logits. The attention layer's key projections (e.g.
+    compute the same logits. The attention layers' key projections (e.g.
     `W_k h` of Bahdanau) are computed once per source (`constants`), never
     per step, and the input half of the RNN gates for all target positions
     is one matmul outside the time loop.
 
+    The options of TensorFlow Addons' `AttentionWrapper` and of the NMT
+    toolkits, all off by default (the default decoder computes exactly what
+    it did without them):
+
+    - **Several attention mechanisms** (`extra_attention`): each one attends
+      from the same query over the encoder states; their contexts are
+      concatenated (`attention`'s first) wherever the context goes.
+    - **Stacked RNN layers** (`layers`): the recurrent part is `layers` cells
+      on top of each other, each fed the hidden state of the one below. As
+      in an `AttentionWrapper` around a stack of cells, the context (or the
+      attentional vector) enters the *first* layer's input and the *top*
+      layer's state is the query and reaches the output layer. Every layer
+      starts from its own `tanh(W s)` of the encoder's final states.
+    - **Attention layer size** (`attention_layer_size`, Luong style): the
+      width of `h~_t`, independent of `units`.
+    - **Output attention** (`output_attention`, Luong style): the output
+      layer reads `h~_t` (True) or the RNN output `h_t` (False; `h~_t` then
+      only feeds the next step, so `input_feeding=True` is required).
+    - **Coverage** (`coverage`; Tu et al., 2016, "Modeling coverage for
+      neural machine translation"; See, Liu and Manning, 2017, "Get to the
+      point"): the decoder carries `c_t = sum_{t' < t} a_{t'}`, the sum of
+      the previous steps' attention weights, and `attention` (a
+      `BahdanauAttention`) scores with it: `v . tanh(W_q q + W_k k + w_c c)`.
+      With `coverage_loss_weight > 0`, training adds the coverage loss
+      (See et al., eq. 12) `weight * sum_i min(a_i^t, c_i^t)`, averaged over
+      the non-padding target tokens, with `add_loss`.
+    - **Monotonic attention** (e.g. `keras_nmt.layers.
+      BahdanauMonotonicAttention`): a layer whose class sets
+      `requires_previous_alignment = True` gets the previous step's
+      alignment at every step (`initial_alignment` before the first one);
+      the decoder carries it in its state.
+    - **Scheduled sampling** (`scheduled_sampling`; Bengio et al., 2015): in
+      training, each target position after the first is fed, with that
+      probability, the model's own previous prediction (the argmax of the
+      previous step's logits) instead of the gold token, inside the compiled
+      time loop. The probability is a non-trainable variable,
+      `sampling_probability`, that `keras_nmt.seq2seq.model.
+      ScheduledSampling` can set per epoch; the mode exists only for a
+      decoder made with `scheduled_sampling > 0` (with 0, training is plain
+      teacher forcing and runs as fast).
+
+    The state that `initial_state` returns and `step` passes on is a flat
+    tuple: the states of layer 1 (`(h, c)` of an LSTM, `(h,)` of a GRU),
+    then those of layers 2 to `layers`; then `h~_{t-1}` with input feeding;
+    then the coverage `(batch_size, Ts)` (float32) with `coverage=True`;
+    then one alignment `(batch_size, Ts)` (float32) per monotonic mechanism.
+    The default LSTM decoder's state is `(h, c)`.
+
     Args:
         vocab_size: int, target vocabulary size (including padding 0).
         embedding_dim: int, size of the target token embeddings.
-        units: int, size of the decoder RNN state.
+        units: int, size of the decoder RNN state (every layer).
         attention: `"bahdanau"`, `"dot"`, `"general"`, `"scaled_dot"`, or an
             attention layer instance. `"dot"` and `"scaled_dot"` need encoder
             states of size `units`.
@@ -66,6 +123,22 @@ class AttentionDecoder(keras.layers.Layer):
         input_feeding: bool, Luong style only.
         dropout: float in `[0, 1)`, dropout on the embeddings and on the
             features before the output layer, in training.
+        extra_attention: tuple of further attention names or layer instances
+            (never a bare name: `("general",)`), each attending alongside
+            `attention`. Default `()`.
+        attention_layer_size: int, Luong style: the width of the attentional
+            vector `h~_t`. Default None: `units`.
+        output_attention: bool, Luong style: the output layer reads `h~_t`
+            (True, default) or `h_t` (False, needs `input_feeding=True`).
+        layers: int >= 1, number of stacked RNN layers. Default 1.
+        coverage: bool, carry the coverage and score with it; needs
+            `attention="bahdanau"` or a `BahdanauAttention(...,
+            use_coverage=True)`. Default False.
+        coverage_loss_weight: float >= 0, weight of the coverage loss added
+            in training (needs `coverage=True`). Default 0: no loss.
+        scheduled_sampling: float in `[0, 1]`, the probability of feeding
+            the model's own prediction in training. Default 0: off.
+        seed: optional int, seed of the scheduled sampling's draws.
         **kwargs: standard layer keyword arguments.
 
     Call arguments:
@@ -78,7 +151,12 @@ class AttentionDecoder(keras.layers.Layer):
 
     Returns:
         `(logits, attention_weights)`: float32 `(batch_size, Tt, vocab_size)`
-        and `(batch_size, Tt, Ts)`.
+        and `(batch_size, Tt, Ts)`, the weights of `attention`.
+
+    Raises:
+        ValueError: for an unknown name, an option of the other style, or an
+            attention that cannot take the coverage; the message says which
+            argument to change.
     """
 
     def __init__(
@@ -91,23 +169,30 @@ class AttentionDecoder(keras.layers.Layer):
         cell="lstm",
         input_feeding=False,
         dropout=0.0,
+        extra_attention=(),
+        attention_layer_size=None,
+        output_attention=True,
+        layers=1,
+        coverage=False,
+        coverage_loss_weight=0.0,
+        scheduled_sampling=0.0,
+        seed=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
         check_choice("AttentionDecoder", "cell", cell, CELLS)
-        if style not in STYLES:
-            raise ValueError(
-                f"AttentionDecoder: `style` must be one of {STYLES}. "
-                f"Received: style={style!r}."
-            )
-        if input_feeding and style != "luong":
-            raise ValueError(
-                "AttentionDecoder: `input_feeding=True` is an option of the "
-                "Luong style (the Bahdanau style always feeds the context to "
-                "the RNN). Use style='luong' or input_feeding=False."
-            )
-        if isinstance(attention, dict):  # from get_config
-            attention = keras.saving.deserialize_keras_object(attention)
+        check_choice("AttentionDecoder", "style", style, STYLES)
+        _check_options(
+            style,
+            input_feeding,
+            extra_attention,
+            attention_layer_size,
+            output_attention,
+            layers,
+            coverage,
+            coverage_loss_weight,
+            scheduled_sampling,
+        )
         self.vocab_size = vocab_size
         self.embedding_dim = embedding_dim
         self.units = units
@@ -115,7 +200,25 @@ class AttentionDecoder(keras.layers.Layer):
         self.cell_kind = cell
         self.input_feeding = bool(input_feeding)
         self.dropout = dropout
-        self.attention = get_attention(attention, units)
+        self.attention_layer_size = attention_layer_size
+        self.output_attention = bool(output_attention)
+        # Not `self.layers`: Keras' `summary(expand_nested=True)` reads an
+        # attribute of that name as a list of nested layers.
+        self.num_layers = int(layers)
+        self.coverage = bool(coverage)
+        self.coverage_loss_weight = float(coverage_loss_weight)
+        self.scheduled_sampling = float(scheduled_sampling)
+        self.seed = seed
+        self.attention = get_attention(
+            _deserialize(attention), units, use_coverage=self.coverage
+        )
+        self.extra_attention = [
+            get_attention(_deserialize(a), units, name=f"attention_{i}")
+            for i, a in enumerate(extra_attention, start=2)
+        ]
+        _check_coverage_attention(
+            self.coverage, self.attention, self.extra_attention
+        )
         self.embedding = keras.layers.Embedding(
             vocab_size, embedding_dim, dtype=self.dtype_policy, name="embedding"
         )
@@ -123,19 +226,23 @@ class AttentionDecoder(keras.layers.Layer):
             keras.layers.LSTMCell if cell == "lstm" else keras.layers.GRUCell
         )
         self.cell = cell_class(units, dtype=self.dtype_policy, name="cell")
+        self.upper_cells = [
+            cell_class(units, dtype=self.dtype_policy, name=f"cell_{layer}")
+            for layer in range(2, self.num_layers + 1)
+        ]
         self.bridges = [
-            keras.layers.Dense(
-                units,
-                activation="tanh",
-                dtype=self.dtype_policy,
-                name=f"bridge_{i}",
-            )
+            self._bridge(f"bridge_{i}")
+            for i in range(recurrence.state_size(cell))
+        ]
+        self.upper_bridges = [
+            self._bridge(f"bridge_{layer}_{i}")
+            for layer in range(2, self.num_layers + 1)
             for i in range(recurrence.state_size(cell))
         ]
         self.attentional_dense = None
         if style == "luong":
             self.attentional_dense = keras.layers.Dense(
-                units,
+                self._attentional_size(),
                 activation="tanh",
                 use_bias=False,
                 dtype=self.dtype_policy,
@@ -147,6 +254,20 @@ class AttentionDecoder(keras.layers.Layer):
         self.dropout_layer = keras.layers.Dropout(
             dropout, dtype=self.dtype_policy, name="dropout"
         )
+        self.sampling_seed_generator = None
+        if self.scheduled_sampling > 0:
+            self.sampling_seed_generator = keras.random.SeedGenerator(seed)
+
+    def _bridge(self, name):
+        return keras.layers.Dense(
+            self.units, activation="tanh", dtype=self.dtype_policy, name=name
+        )
+
+    def _attentional_size(self):
+        return self.attention_layer_size or self.units
+
+    def _attentions(self):
+        return [self.attention, *self.extra_attention]
 
     def build(
         self,
@@ -156,47 +277,110 @@ class AttentionDecoder(keras.layers.Layer):
         encoder_state_shape=None,
     ):
         encoder_dim = encoder_outputs_shape[-1]
+        # Every mechanism attends over the encoder states: one context of
+        # `encoder_dim` each, concatenated.
+        context_dim = encoder_dim * len(self._attentions())
         self.embedding.build(target_in_tokens_shape)
-        extra = {"bahdanau": encoder_dim, "luong": 0}[self.style]
+        extra = {"bahdanau": context_dim, "luong": 0}[self.style]
         if self.input_feeding:
-            extra = self.units
+            extra = self._attentional_size()
         self.cell.build((None, self.embedding_dim + extra))
-        if not self.attention.built:  # a deserialised attention comes built
-            self.attention.build((None, self.units), (None, None, encoder_dim))
+        for cell in self.upper_cells:
+            cell.build((None, self.units))
+        for attention in self._attentions():
+            if not attention.built:  # a deserialised attention comes built
+                attention.build((None, self.units), (None, None, encoder_dim))
         state_dims = (
             [shape[-1] for shape in encoder_state_shape]
             if encoder_state_shape is not None
             else [encoder_dim] * len(self.bridges)
         )
-        for bridge, dim in zip(self.bridges, state_dims, strict=True):
+        for bridge, dim in zip(
+            self.bridges + self.upper_bridges,
+            state_dims * self.num_layers,
+            strict=True,
+        ):
             bridge.build((None, dim))
         if self.style == "luong":
-            self.attentional_dense.build((None, encoder_dim + self.units))
-            self.output_dense.build((None, self.units))
+            self.attentional_dense.build((None, context_dim + self.units))
+            self.output_dense.build(
+                (
+                    None,
+                    self._attentional_size()
+                    if self.output_attention
+                    else self.units,
+                )
+            )
         else:
-            self.output_dense.build((None, self.units + encoder_dim))
+            self.output_dense.build((None, self.units + context_dim))
+        if self.scheduled_sampling > 0:
+            self.sampling_probability = self.add_weight(
+                name="sampling_probability",
+                shape=(),
+                initializer=keras.initializers.Constant(
+                    self.scheduled_sampling
+                ),
+                dtype="float32",
+                trainable=False,
+                autocast=False,
+            )
 
     # ---- inference API ----------------------------------------------------
 
-    def initial_state(self, encoder_state):
-        """The decoder state before the first token, from the encoder's
-        final states: `tanh(W s)` per state (plus a zero attentional vector
-        with input feeding). A tuple, for `step`."""
-        state = tuple(
-            bridge(s)
-            for bridge, s in zip(self.bridges, encoder_state, strict=True)
-        )
+    def initial_state(self, encoder_state, source_mask=None):
+        """The decoder state before the first token (a tuple, for `step`).
+
+        `tanh(W s)` of the encoder's final states for every layer, a zero
+        attentional vector with input feeding, a zero coverage and the
+        monotonic mechanisms' `initial_alignment`. These last two have one
+        entry per source position: they need `source_mask`, bool
+        `(batch_size, Ts)`.
+        """
+        state = ()
+        bridges = self.bridges + self.upper_bridges
+        n = len(self.bridges)
+        for layer in range(self.num_layers):
+            state += tuple(
+                bridge(s)
+                for bridge, s in zip(
+                    bridges[layer * n : (layer + 1) * n],
+                    encoder_state,
+                    strict=True,
+                )
+            )
         if self.input_feeding:
-            state += (ops.zeros_like(state[0]),)
+            if self._attentional_size() == self.units:
+                state += (ops.zeros_like(state[0]),)
+            else:
+                shape = (ops.shape(state[0])[0], self._attentional_size())
+                state += (ops.zeros(shape, state[0].dtype),)
+        monotonic = [a for a in self._attentions() if is_monotonic(a)]
+        if not (self.coverage or monotonic):
+            return state
+        if source_mask is None:
+            raise ValueError(
+                "AttentionDecoder.initial_state: a decoder with coverage or "
+                "monotonic attention carries one value per source position "
+                "and needs `source_mask`, bool (batch_size, Ts). Call "
+                "`initial_state(encoder_state, source_mask)`."
+            )
+        if self.coverage:
+            state += (ops.zeros_like(source_mask, dtype="float32"),)
+        batch, length = ops.shape(source_mask)[0], ops.shape(source_mask)[1]
+        for attention in monotonic:
+            alignment = attention.initial_alignment(batch, length)
+            state += (ops.cast(alignment, "float32"),)
         return state
 
     def constants(self, encoder_outputs, source_mask):
         """What stays fixed while decoding one source: the encoder states,
-        their attention key projections (computed here, once) and the mask."""
+        the attention key projections (computed here, once), the mask, and
+        the key projections of `extra_attention`."""
         return (
             encoder_outputs,
             self.attention.project_keys(encoder_outputs),
             source_mask,
+            *(a.project_keys(encoder_outputs) for a in self.extra_attention),
         )
 
     def step(self, tokens, state, constants, training=False):
@@ -234,69 +418,33 @@ class AttentionDecoder(keras.layers.Layer):
                 "AttentionDecoder: `encoder_state` is required (the encoder's "
                 "final states, from which the initial state is computed)."
             )
-        state = self.initial_state(encoder_state)
+        state = self.initial_state(encoder_state, source_mask)
         constants = self.constants(encoder_outputs, source_mask)
         # (B, T, gates): the embedding's share of the gates, for all steps.
         gates = self._embedding_gates(
             self.embedding(target_in_tokens), training
         )
         gates = ops.moveaxis(gates, 1, 0)  # time-major for the loop
-        # `ops.scan` on the TensorFlow backend requires the per-step outputs
-        # to have the structure and shapes of the carry, so every loop below
-        # returns its whole carry as its output, and the carry holds the
-        # step's outputs.
-        if self.style == "luong" and not self.input_feeding:
-            # The RNN does not depend on the attention: run it alone, then
-            # attend from all target positions at once.
-            def rnn_step(carry, gates_t):
-                _, carry = recurrence.step(
-                    self.cell, self.cell_kind, gates_t, carry
-                )
-                return carry, carry
-
-            _, history = ops.scan(rnn_step, state, gates)
-            hidden = ops.moveaxis(history[0], 0, 1)  # h of every step
-            context, weights = self.attention.attend(
-                hidden,
-                constants[0],
-                constants[1],
-                value_mask=constants[2],
-                training=training,
-            )
-            features = self.attentional_dense(
-                ops.concatenate([context, hidden], axis=-1)
+        if training and self.scheduled_sampling > 0:
+            logits, weights, states = self._sampled_pass(
+                gates, state, constants, training
             )
         else:
-            # The attention's dropout for every step, drawn before the loop:
-            # on JAX a seed generator cannot advance inside `ops.scan`.
-            dropout_masks = self.attention.dropout_mask(
-                (ops.shape(gates)[0], *ops.shape(encoder_outputs)[:2]),
-                training,
-            )
-
-            def decoder_step(carry, inputs):
-                gates_t, mask_t = (
-                    (inputs, None) if dropout_masks is None else inputs
+            if self._batched_attention():
+                features, weights = self._batched_pass(
+                    gates, state, constants, training
                 )
-                carry = self._step_core(
-                    gates_t, carry[2], constants, training, mask_t
+                states = None
+            else:
+                features, weights, states = self._stepwise_pass(
+                    gates, state, constants, training
                 )
-                return carry, carry
-
-            batch = ops.shape(encoder_outputs)[0]
-            features_dim = self.units
-            if self.style == "bahdanau":
-                features_dim += encoder_outputs.shape[-1]
-            init = (
-                ops.zeros((batch, features_dim), self.compute_dtype),
-                ops.zeros(ops.shape(encoder_outputs)[:2], self.compute_dtype),
-                state,
+            logits = self._logits(features, training)
+        if training and self.coverage_loss_weight > 0:
+            self.add_loss(
+                self._coverage_loss(weights, states, target_in_tokens)
             )
-            steps = gates if dropout_masks is None else (gates, dropout_masks)
-            _, (features, weights, _) = ops.scan(decoder_step, init, steps)
-            features = ops.moveaxis(features, 0, 1)
-            weights = ops.moveaxis(weights, 0, 1)
-        return self._logits(features, training), weights
+        return logits, weights
 
     def compute_output_spec(
         self,
@@ -314,57 +462,302 @@ class AttentionDecoder(keras.layers.Layer):
             ),
         )
 
+    # `ops.scan` on the TensorFlow backend requires the per-step outputs to
+    # have the structure and shapes of the carry, so every loop below
+    # returns its whole carry as its output, and the carry holds the step's
+    # outputs.
+
+    def _batched_attention(self):
+        """Whether the RNN can run alone, with one attention call after."""
+        return (
+            self.style == "luong"
+            and not self.input_feeding
+            and not self.coverage
+            and not any(is_monotonic(a) for a in self._attentions())
+        )
+
+    def _batched_pass(self, gates, state, constants, training):
+        """Luong style without input feeding: the RNN does not depend on the
+        attention. Run it alone, then attend from all target positions at
+        once."""
+
+        def rnn_step(carry, gates_t):
+            _, rnn = self._rnn_step(gates_t, self._split_state(carry)[0])
+            carry = self._join_state(rnn, None, None, ())
+            return carry, carry
+
+        _, history = ops.scan(rnn_step, state, gates)
+        top = (self.num_layers - 1) * len(self.bridges)
+        hidden = ops.moveaxis(history[top], 0, 1)  # top h of every step
+        context, weights, _, _ = self._attend(
+            hidden, constants, None, (), training
+        )
+        features = self.attentional_dense(
+            ops.concatenate([context, hidden], axis=-1)
+        )
+        return features, weights
+
+    def _stepwise_pass(self, gates, state, constants, training):
+        """The time loop of `_step_core`; features, weights and the history
+        of the state (time-major)."""
+        names, drawn = self._draw_ahead(gates, constants, training)
+
+        def decoder_step(carry, inputs):
+            gates_t, drawn_t = inputs if drawn else (inputs, ())
+            carry = self._step_core(
+                gates_t,
+                carry[2],
+                constants,
+                training,
+                self._step_draws(names, drawn_t),
+            )
+            return carry, carry
+
+        init = (
+            ops.zeros(
+                (ops.shape(gates)[1], self._features_dim(constants)),
+                self.compute_dtype,
+            ),
+            ops.zeros(ops.shape(constants[0])[:2], self.compute_dtype),
+            state,
+        )
+        steps = (gates, drawn) if drawn else gates
+        _, (features, weights, states) = ops.scan(decoder_step, init, steps)
+        return ops.moveaxis(features, 0, 1), ops.moveaxis(weights, 0, 1), states
+
+    def _sampled_pass(self, gates, state, constants, training):
+        """Scheduled sampling: the time loop computes the logits, and feeds
+        the argmax of step t-1's where the draw for step t says so (never at
+        step 0, `[START]`). Every random draw happens before the loop (on
+        JAX a seed generator cannot advance inside `ops.scan`)."""
+        steps, batch = ops.shape(gates)[0], ops.shape(gates)[1]
+        generator = self.sampling_seed_generator
+        draws = keras.random.uniform((steps, batch), seed=generator)
+        probability = ops.cast(self.sampling_probability, "float32")
+        sampled = ops.logical_and(
+            ops.less(draws, probability),
+            ops.expand_dims(ops.arange(steps) > 0, 1),
+        )
+        names, drawn = self._draw_ahead(gates, constants, training)
+        features_dim = self._features_dim(constants)
+        embedding_mask = feature_mask = None
+        if training and self.dropout > 0:
+            ones = ops.ones((steps, batch, self.embedding_dim + features_dim))
+            both = keras.random.dropout(ones, self.dropout, seed=generator)
+            embedding_mask = both[..., : self.embedding_dim]
+            feature_mask = both[..., self.embedding_dim :]
+        extras = tuple(
+            m for m in (embedding_mask, feature_mask) if m is not None
+        )
+
+        def decoder_step(carry, inputs):
+            logits, _, state = carry
+            gates_t, sampled_t, drawn_t, extras_t = inputs
+            embedded = self.embedding(ops.argmax(logits, axis=-1))
+            if extras_t:
+                embedded = embedded * ops.cast(extras_t[0], embedded.dtype)
+            own = self._gates(embedded)
+            gates_t = ops.where(ops.expand_dims(sampled_t, 1), own, gates_t)
+            features, weights, state = self._step_core(
+                gates_t,
+                state,
+                constants,
+                training,
+                self._step_draws(names, drawn_t),
+            )
+            if extras_t:
+                features = features * ops.cast(extras_t[1], features.dtype)
+            logits = ops.cast(self.output_dense(features), "float32")
+            carry = (logits, weights, state)
+            return carry, carry
+
+        init = (
+            ops.zeros((batch, self.vocab_size), "float32"),
+            ops.zeros(ops.shape(constants[0])[:2], self.compute_dtype),
+            state,
+        )
+        _, (logits, weights, states) = ops.scan(
+            decoder_step, init, (gates, sampled, drawn, extras)
+        )
+        return ops.moveaxis(logits, 0, 1), ops.moveaxis(weights, 0, 1), states
+
+    def _draw_ahead(self, gates, constants, training):
+        """Every mechanism's randomness for every step, drawn before the
+        loop (on JAX a seed generator cannot advance inside `ops.scan`): the
+        attention dropout (`dropout_mask`) and a monotonic layer's
+        pre-sigmoid noise (`noise`). Returns `(names, tensors)`: which
+        mechanism and `attend` argument each tensor of `tensors` is for."""
+        shape = (ops.shape(gates)[0], *ops.shape(constants[0])[:2])
+        names, tensors = [], []
+        for i, attention in enumerate(self._attentions()):
+            draws = {"dropout_mask": attention.dropout_mask(shape, training)}
+            if is_monotonic(attention) and hasattr(attention, "noise"):
+                draws["noise"] = attention.noise(shape, training)
+            for name, tensor in draws.items():
+                if tensor is not None:
+                    names.append((i, name))
+                    tensors.append(tensor)
+        return names, tuple(tensors)
+
+    def _step_draws(self, names, tensors):
+        """One step's slices of `_draw_ahead`, as `attend` arguments per
+        mechanism."""
+        draws = [{} for _ in self._attentions()]
+        for (i, name), tensor in zip(names, tensors, strict=True):
+            draws[i][name] = tensor
+        return draws
+
+    def _features_dim(self, constants):
+        """Width of what the output layer reads."""
+        if self.style == "luong":
+            if self.output_attention:
+                return self._attentional_size()
+            return self.units
+        encoder_dim = constants[0].shape[-1]
+        return self.units + encoder_dim * len(self._attentions())
+
+    def _coverage_loss(self, weights, states, target_in_tokens):
+        """See et al. (2017), eq. 12: `sum_i min(a_i^t, c_i^t)` per target
+        token, averaged over the non-padding ones, times the weight."""
+        _, _, coverage, _ = self._split_state(states)
+        # The coverage before step t: after step t - 1, zero before step 0.
+        coverage = ops.moveaxis(coverage, 0, 1)
+        coverage = ops.concatenate(
+            [ops.zeros_like(coverage[:, :1]), coverage[:, :-1]], axis=1
+        )
+        per_token = ops.sum(
+            ops.minimum(ops.cast(weights, "float32"), coverage), axis=-1
+        )
+        real = ops.cast(ops.not_equal(target_in_tokens, 0), "float32")
+        total = ops.sum(per_token * real) / ops.maximum(ops.sum(real), 1.0)
+        return self.coverage_loss_weight * total
+
     # ---- shared pieces ----------------------------------------------------
 
-    def _embedding_gates(self, embedded, training):
-        embedded = self.dropout_layer(embedded, training=training)
+    def _gates(self, embedded):
         gates = recurrence.partial_projection(self.cell, embedded, 0)
         if self.cell.use_bias:
             gates = gates + recurrence.input_bias(self.cell)
         return gates
 
-    def _step_core(self, gates, state, constants, training, dropout_mask=None):
-        """From the embedding's gates and the state to the features that the
-        output layer turns into logits. `dropout_mask`: the attention's
-        dropout for this step, drawn ahead (see `BaseAttention.dropout_mask`).
+    def _embedding_gates(self, embedded, training):
+        return self._gates(self.dropout_layer(embedded, training=training))
+
+    def _split_state(self, state):
+        """The flat state tuple as `(rnn, attentional, coverage,
+        alignments)`: `rnn` a tuple of per-layer state tuples, the others
+        None or `()` where the decoder has none."""
+        n = len(self.bridges)
+        rnn = tuple(
+            tuple(state[i * n : (i + 1) * n]) for i in range(self.num_layers)
+        )
+        i = self.num_layers * n
+        attentional = coverage = None
+        if self.input_feeding:
+            attentional, i = state[i], i + 1
+        if self.coverage:
+            coverage, i = state[i], i + 1
+        return rnn, attentional, coverage, tuple(state[i:])
+
+    def _join_state(self, rnn, attentional, coverage, alignments):
+        state = tuple(s for layer in rnn for s in layer)
+        if attentional is not None:
+            state += (attentional,)
+        if coverage is not None:
+            state += (coverage,)
+        return state + tuple(alignments)
+
+    def _rnn_step(self, gates, rnn):
+        """The stacked cells: `(top h, new per-layer states)`."""
+        h, first = recurrence.step(self.cell, self.cell_kind, gates, rnn[0])
+        new = [first]
+        for cell, states in zip(self.upper_cells, rnn[1:], strict=True):
+            gates = recurrence.partial_projection(cell, h, 0)
+            if cell.use_bias:
+                gates = gates + recurrence.input_bias(cell)
+            h, states = recurrence.step(cell, self.cell_kind, gates, states)
+            new.append(states)
+        return h, tuple(new)
+
+    def _attend(
+        self, query, constants, coverage, alignments, training, draws=None
+    ):
+        """Every mechanism attends from `query`.
+
+        `draws`: per mechanism, the `attend` arguments drawn ahead for this
+        step (see `_draw_ahead`), or None. Returns `(context, weights,
+        coverage, alignments)`: the contexts
+        concatenated, the weights of `attention`, the coverage plus those
+        weights (or None), and each monotonic mechanism's new alignment.
         """
-        encoder_outputs, keys, source_mask = constants
-        n = recurrence.state_size(self.cell_kind)
-        if self.style == "bahdanau":
-            context, weights = self.attention.attend(
-                state[0],
+        encoder_outputs, keys, source_mask, *extra_keys = constants
+        alignments = list(alignments)
+        contexts, new_alignments, weights = [], [], None
+        for i, (attention, projected) in enumerate(
+            zip(self._attentions(), (keys, *extra_keys), strict=True)
+        ):
+            options = {} if draws is None else dict(draws[i])
+            if i == 0 and coverage is not None:
+                options["coverage"] = coverage
+            if is_monotonic(attention):
+                options["previous_alignment"] = alignments.pop(0)
+            context, mechanism_weights = attention.attend(
+                query,
                 encoder_outputs,
-                keys,
+                projected,
                 value_mask=source_mask,
                 training=training,
-                dropout_mask=dropout_mask,
+                **options,
+            )
+            if is_monotonic(attention):
+                new_alignments.append(ops.cast(mechanism_weights, "float32"))
+            if i == 0:
+                weights = mechanism_weights
+            contexts.append(context)
+        if coverage is not None:
+            coverage = coverage + ops.cast(weights, "float32")
+        if len(contexts) > 1:
+            context = ops.concatenate(contexts, axis=-1)
+        return (
+            contexts[0] if len(contexts) == 1 else context,
+            ops.cast(weights, self.compute_dtype),
+            coverage,
+            tuple(new_alignments),
+        )
+
+    def _step_core(self, gates, state, constants, training, draws=None):
+        """From the embedding's gates and the state to the features that the
+        output layer turns into logits. `draws`: each mechanism's dropout
+        (and noise) for this step, drawn ahead (see `_draw_ahead`), or
+        None."""
+        rnn, attentional, coverage, alignments = self._split_state(state)
+        if self.style == "bahdanau":
+            context, weights, coverage, alignments = self._attend(
+                rnn[-1][0], constants, coverage, alignments, training, draws
             )
             gates = gates + recurrence.partial_projection(
                 self.cell, context, self.embedding_dim
             )
-            h, state = recurrence.step(self.cell, self.cell_kind, gates, state)
-            return ops.concatenate([h, context], axis=-1), weights, state
+            h, rnn = self._rnn_step(gates, rnn)
+            features = ops.concatenate([h, context], axis=-1)
+            state = self._join_state(rnn, None, coverage, alignments)
+            return features, weights, state
         if self.input_feeding:
             gates = gates + recurrence.partial_projection(
-                self.cell, state[n], self.embedding_dim
+                self.cell, attentional, self.embedding_dim
             )
-        h, rnn_state = recurrence.step(
-            self.cell, self.cell_kind, gates, state[:n]
-        )
-        context, weights = self.attention.attend(
-            h,
-            encoder_outputs,
-            keys,
-            value_mask=source_mask,
-            training=training,
-            dropout_mask=dropout_mask,
+        h, rnn = self._rnn_step(gates, rnn)
+        context, weights, coverage, alignments = self._attend(
+            h, constants, coverage, alignments, training, draws
         )
         attentional = self.attentional_dense(
             ops.concatenate([context, h], axis=-1)
         )
-        if self.input_feeding:
-            rnn_state = (*rnn_state, attentional)
-        return attentional, weights, rnn_state
+        features = attentional if self.output_attention else h
+        if not self.input_feeding:
+            attentional = None
+        state = self._join_state(rnn, attentional, coverage, alignments)
+        return features, weights, state
 
     def _logits(self, features, training):
         features = self.dropout_layer(features, training=training)
@@ -384,6 +777,126 @@ class AttentionDecoder(keras.layers.Layer):
                 "cell": self.cell_kind,
                 "input_feeding": self.input_feeding,
                 "dropout": self.dropout,
+                "extra_attention": [
+                    keras.saving.serialize_keras_object(a)
+                    for a in self.extra_attention
+                ],
+                "attention_layer_size": self.attention_layer_size,
+                "output_attention": self.output_attention,
+                "layers": self.num_layers,
+                "coverage": self.coverage,
+                "coverage_loss_weight": self.coverage_loss_weight,
+                "scheduled_sampling": self.scheduled_sampling,
+                "seed": self.seed,
             }
         )
         return config
+
+
+def _deserialize(attention):
+    if isinstance(attention, dict):  # from get_config
+        return keras.saving.deserialize_keras_object(attention)
+    return attention
+
+
+def _check_options(
+    style,
+    input_feeding,
+    extra_attention,
+    attention_layer_size,
+    output_attention,
+    layers,
+    coverage,
+    coverage_loss_weight,
+    scheduled_sampling,
+):
+    """Raise `ValueError` for option values the decoder cannot honour."""
+    luong_only = {
+        "input_feeding=True": input_feeding,
+        f"attention_layer_size={attention_layer_size!r}": (
+            attention_layer_size is not None
+        ),
+        "output_attention=False": not output_attention,
+    }
+    for option, given in luong_only.items():
+        if given and style != "luong":
+            raise ValueError(
+                f"AttentionDecoder: `{option}` is an option of the Luong "
+                "style (the attentional vector tanh(W_c [c; h]) that the "
+                "Bahdanau style does not have). Use style='luong' or leave "
+                "it out."
+            )
+    if not isinstance(extra_attention, (tuple, list)):
+        raise ValueError(
+            "AttentionDecoder: `extra_attention` must be a tuple of attention "
+            "names or layers, the mechanisms that attend alongside "
+            f"`attention`. Received: extra_attention={extra_attention!r}. "
+            "For one, pass a one-element tuple, e.g. ('general',)."
+        )
+    if attention_layer_size is not None and (
+        not isinstance(attention_layer_size, int)
+        or isinstance(attention_layer_size, bool)
+        or attention_layer_size < 1
+    ):
+        raise ValueError(
+            "AttentionDecoder: `attention_layer_size` must be a positive "
+            "integer (the width of the attentional vector) or None (units). "
+            f"Received: attention_layer_size={attention_layer_size!r}."
+        )
+    if not output_attention and not input_feeding:
+        raise ValueError(
+            "AttentionDecoder: with `output_attention=False` the output layer "
+            "reads the RNN output, and without input feeding the attention "
+            "would never reach the logits. Use input_feeding=True or "
+            "output_attention=True."
+        )
+    if not isinstance(layers, int) or isinstance(layers, bool) or layers < 1:
+        raise ValueError(
+            "AttentionDecoder: `layers` must be a positive integer, the "
+            f"number of stacked RNN layers. Received: layers={layers!r}."
+        )
+    if not 0.0 <= float(coverage_loss_weight) < float("inf"):
+        raise ValueError(
+            "AttentionDecoder: `coverage_loss_weight` must be a float >= 0. "
+            f"Received: coverage_loss_weight={coverage_loss_weight!r}."
+        )
+    if coverage_loss_weight > 0 and not coverage:
+        raise ValueError(
+            "AttentionDecoder: `coverage_loss_weight` > 0 needs "
+            "`coverage=True` (the loss compares the attention with the "
+            "coverage the decoder carries)."
+        )
+    if not 0.0 <= float(scheduled_sampling) <= 1.0:
+        raise ValueError(
+            "AttentionDecoder: `scheduled_sampling` must be a probability in "
+            f"[0, 1]. Received: scheduled_sampling={scheduled_sampling!r}."
+        )
+
+
+def _check_coverage_attention(coverage, attention, extra_attention):
+    """Coverage is carried for `attention`, a (non-monotonic)
+    `BahdanauAttention` with its coverage term."""
+    covered = (
+        isinstance(attention, BahdanauAttention) and attention.use_coverage
+    )
+    if coverage and (not covered or is_monotonic(attention)):
+        raise ValueError(
+            "AttentionDecoder: `coverage=True` needs an attention that scores "
+            "with the coverage: attention='bahdanau' or "
+            "BahdanauAttention(units, use_coverage=True). Received: "
+            f"attention={attention.__class__.__name__} (use_coverage="
+            f"{getattr(attention, 'use_coverage', None)})."
+        )
+    if not coverage and covered:
+        raise ValueError(
+            "AttentionDecoder: the attention has a coverage term "
+            "(use_coverage=True), but the decoder carries no coverage: it "
+            "would always be zero. Pass coverage=True."
+        )
+    for extra in extra_attention:
+        if getattr(extra, "use_coverage", False):
+            raise ValueError(
+                "AttentionDecoder: the coverage is carried for `attention` "
+                f"only; `extra_attention` layer '{extra.name}' has "
+                "use_coverage=True. Create it without the coverage term."
+            )

@@ -15,6 +15,14 @@ def build_seq2seq(
     cell: str = "lstm",
     input_feeding: bool = False,
     dropout: float = 0.0,
+    extra_attention: tuple = (),
+    attention_layer_size: int | None = None,
+    output_attention: bool = True,
+    layers: int = 1,
+    coverage: bool = False,
+    coverage_loss_weight: float = 0.0,
+    scheduled_sampling: float = 0.0,
+    seed: int | None = None,
     name: str = "seq2seq",
 ) -> keras.Model:
     """An attention encoder-decoder as a functional `keras.Model`.
@@ -27,6 +35,10 @@ def build_seq2seq(
     initialise the decoder. The layers are named `"encoder"` and `"decoder"`
     (see `attention_model` and `keras_nmt.seq2seq.Seq2SeqInference`).
 
+    The options from `extra_attention` on are those of `AttentionDecoder`
+    (TensorFlow Addons' `AttentionWrapper` options, coverage, scheduled
+    sampling), all off by default; see its docstring for the details.
+
     Args:
         source_vocab_size: int, source vocabulary size (with padding 0).
         target_vocab_size: int, target vocabulary size (with padding 0).
@@ -38,6 +50,21 @@ def build_seq2seq(
         cell: `"lstm"` or `"gru"`, for encoder and decoder.
         input_feeding: bool, Luong style only.
         dropout: float in `[0, 1)`.
+        extra_attention: tuple of further attention names or layers whose
+            contexts are concatenated to `attention`'s.
+        attention_layer_size: int, Luong style: width of the attentional
+            vector (default None: `units`).
+        output_attention: bool, Luong style: the logits read the attentional
+            vector (True) or the RNN output (False, with input feeding).
+        layers: int, number of stacked decoder RNN layers.
+        coverage: bool, the decoder carries the coverage and Bahdanau
+            attention scores with it (See et al., 2017).
+        coverage_loss_weight: float >= 0, weight of the coverage loss added
+            in training (with `coverage=True`).
+        scheduled_sampling: float in `[0, 1]`, the probability of feeding the
+            model's own previous prediction in training (see
+            `ScheduledSampling` for a schedule).
+        seed: optional int, seed of the scheduled sampling.
         name: model name.
 
     Returns:
@@ -69,6 +96,14 @@ def build_seq2seq(
         cell=cell,
         input_feeding=input_feeding,
         dropout=dropout,
+        extra_attention=extra_attention,
+        attention_layer_size=attention_layer_size,
+        output_attention=output_attention,
+        layers=layers,
+        coverage=coverage,
+        coverage_loss_weight=coverage_loss_weight,
+        scheduled_sampling=scheduled_sampling,
+        seed=seed,
         name="decoder",
     )
     encoder_outputs, source_mask, encoder_state = encoder(source)
@@ -130,3 +165,75 @@ def compile_seq2seq(model, optimizer="adam", learning_rate=None, **kwargs):
         **kwargs,
     )
     return model
+
+
+class ScheduledSampling(keras.callbacks.Callback):
+    """Sets the scheduled-sampling probability at the start of every epoch.
+
+    Bengio, Vinyals, Jaitly and Shazeer, 2015, "Scheduled sampling for
+    sequence prediction with recurrent neural networks": the probability of
+    feeding the model its own previous prediction instead of the gold token
+    usually grows during training. `schedule(epoch)` (epochs count from 0)
+    gives it; the callback writes it into the `sampling_probability`
+    variable of every `AttentionDecoder` of the model, which the compiled
+    training step reads.
+
+    Only a decoder made with `scheduled_sampling > 0` (e.g.
+    `build_seq2seq(..., scheduled_sampling=1.0)`) has the mode and the
+    variable; the constructor's value holds until the first epoch starts.
+
+    Args:
+        schedule: callable `epoch -> float in [0, 1]`.
+
+    Example:
+
+    >>> model = build_seq2seq(30, 30, embedding_dim=8, units=8,
+    ...                       scheduled_sampling=1.0)
+    >>> ramp = ScheduledSampling(lambda epoch: min(0.25, 0.05 * epoch))
+    >>> # model.fit(..., callbacks=[ramp])
+    """
+
+    def __init__(self, schedule):
+        super().__init__()
+        if not callable(schedule):
+            raise ValueError(
+                "ScheduledSampling: `schedule` must be a callable from the "
+                "epoch (from 0) to a probability in [0, 1]. Received: "
+                f"schedule={schedule!r}."
+            )
+        self.schedule = schedule
+
+    def on_epoch_begin(self, epoch, logs=None):
+        probability = float(self.schedule(epoch))
+        if not 0.0 <= probability <= 1.0:
+            raise ValueError(
+                "ScheduledSampling: the schedule must give probabilities in "
+                f"[0, 1]. Received {probability!r} for epoch {epoch}."
+            )
+        decoders = _sampling_decoders(self.model)
+        if not decoders:
+            raise ValueError(
+                "ScheduledSampling: the model has no AttentionDecoder with "
+                "scheduled sampling. Build it with `scheduled_sampling` > 0 "
+                "(e.g. build_seq2seq(..., scheduled_sampling=1.0)); the "
+                "callback then sets the probability every epoch."
+            )
+        for decoder in decoders:
+            decoder.sampling_probability.assign(probability)
+
+
+def _sampling_decoders(model):
+    """The built `AttentionDecoder`s with scheduled sampling in `model`,
+    nested models included."""
+    found, pending = [], list(model.layers)
+    while pending:
+        layer = pending.pop()
+        if isinstance(layer, keras.Model):
+            pending.extend(layer.layers)
+        elif (
+            isinstance(layer, AttentionDecoder)
+            and layer.scheduled_sampling > 0
+            and layer.built
+        ):
+            found.append(layer)
+    return found
