@@ -9,9 +9,8 @@ Routes:
     GET  /health         {"status": "ok", "model", "version", "options",
                           "limits", "stats"}
     POST /translate      {"sentences": [str, ...], "attention": bool,
-                          DecodingOptions fields ("method", "beam_width",
-                          "length_penalty", "temperature", "top_k",
-                          "n_best")}
+                          and any `DecodingOptions` field by its name:
+                          "method", "beam_width", "n_best", ...}
                          -> {"translations": [{"text", "score",
                           "hypotheses" (n_best > 1), "source_tokens",
                           "target_tokens", "attention" (with attention)}],
