@@ -9,6 +9,7 @@ from keras_nmt import lazy
 _EXPORTS = {
     "AttentionDecoder": "keras_nmt.seq2seq.decoder",
     "Encoder": "keras_nmt.seq2seq.encoder",
+    "EnsembleInference": "keras_nmt.seq2seq.ensemble",
     "MaskedAccuracy": "keras_nmt.seq2seq.model",
     "Seq2SeqInference": "keras_nmt.seq2seq.inference",
     "attention_model": "keras_nmt.seq2seq.model",

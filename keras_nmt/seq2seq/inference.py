@@ -54,7 +54,7 @@ class Seq2SeqInference:
         self.end_token = None if end_token is None else int(end_token)
         self.max_length = int(max_length)
         self.seed_generator = keras.random.SeedGenerator(seed)
-        variables = [*model.variables, self.seed_generator.state]
+        variables = [*self._model_variables(), self.seed_generator.state]
         self._compiled = {
             name: decoding.compile_decoding(
                 fn, variables=variables, jit_compile=jit_compile
@@ -66,11 +66,15 @@ class Seq2SeqInference:
             )
         }
 
+    def _model_variables(self):
+        """The variables the compiled functions read (JAX passes them in)."""
+        return self.model.variables
+
     def encode(self, source_tokens):
         """`(state, constants)` for `step`, from int sources `(B, Ts)`."""
         outputs, mask, final_state = self.encoder(source_tokens, training=False)
         return (
-            self.decoder.initial_state(final_state),
+            self.decoder.initial_state(final_state, mask),
             self.decoder.constants(outputs, mask),
         )
 
