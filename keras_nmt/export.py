@@ -20,8 +20,11 @@ def export_saved_model(translator, path: str | os.PathLike) -> None:
     The SavedModel's signatures take a 1-D `tf.string` tensor of
     sentences and return a 1-D `tf.string` tensor of translations, with
     standardisation, vocabulary lookup, decoding and detokenisation all
-    in the graph: `"translate"` (greedy) and `"translate_beam"` (beam
-    search with the translator's `beam_width` and `length_penalty`).
+    in the graph: `"translate"` (greedy), `"translate_beam"` (beam
+    search with the translator's decoding options) and `"translate_n_best"`
+    (`{"translations", "scores"}` of shape `(N, beam_width)`: every
+    hypothesis of the beam, best first). An ensemble translator exports all
+    its models. (`replace_unknown` is applied by the `Translator` only.)
     Their outputs equal `translator.translate(..., method="greedy")` and
     `translate(..., method="beam")`. Loading needs TensorFlow and
     tensorflow-text (whose ops the graph uses), not keras_nmt:
@@ -68,7 +71,10 @@ def export_saved_model(translator, path: str | os.PathLike) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     files.remove_temporary_files(path.parent, path.name)
     archive = keras.export.ExportArchive()
-    archive.track(translator.inference.model)
+    for model in getattr(
+        translator.inference, "models", [translator.inference.model]
+    ):
+        archive.track(model)
     archive.track(translator.processor)
     spec = [tf.TensorSpec([None], tf.string, name="sentences")]
     archive.add_endpoint(
@@ -81,6 +87,9 @@ def export_saved_model(translator, path: str | os.PathLike) -> None:
         _graph_translate(translator, "beam"),
         input_signature=spec,
     )
+    archive.add_endpoint(
+        "translate_n_best", _graph_n_best(translator), input_signature=spec
+    )
     staging = files.temporary_path(path.parent, path.name)
     staging.mkdir()
     try:
@@ -88,6 +97,17 @@ def export_saved_model(translator, path: str | os.PathLike) -> None:
         files.replace_directory(staging, path)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+def _sources(processor, sentences):
+    """`(indices, source)`: the rows of `sentences` that have words, and
+    their token ids padded to `processor.max_length` (as `translate`)."""
+    ids = processor.source.tokenize_ragged(sentences)
+    indices = tf.where(ids.row_lengths() > 2)[:, 0]
+    source = tf.gather(ids, indices).to_tensor(
+        0, shape=[None, processor.max_length]
+    )
+    return indices, source
+
 
 def _graph_translate(translator, method: str):
     """The in-graph `sentences -> translations` for `export`: the same
@@ -97,12 +117,7 @@ def _graph_translate(translator, method: str):
     options = translator.options.replace(method=method, n_best=1)
 
     def translate(sentences):
-        ids = processor.source.tokenize_ragged(sentences)
-        nonempty = ids.row_lengths() > 2
-        indices = tf.where(nonempty)[:, 0]
-        source = tf.gather(ids, indices).to_tensor(
-            0, shape=[None, processor.max_length]
-        )
+        indices, source = _sources(processor, sentences)
         tokens = decode(inference, source, options).tokens
         if options.beams:  # the best hypothesis
             tokens = tokens[:, 0]
@@ -112,3 +127,33 @@ def _graph_translate(translator, method: str):
         )
 
     return translate
+
+
+def _graph_n_best(translator):
+    """The in-graph `sentences -> {"translations", "scores"}` of shape
+    `(N, beam_width)`: every hypothesis of beam search, best first, with
+    its score, as `Translator.translate_n_best(..., method="beam",
+    n_best=beam_width)`."""
+    processor = translator.processor
+    inference = translator.inference
+    k = translator.options.beam_width
+    options = translator.options.replace(method="beam", n_best=k)
+
+    def translate_n_best(sentences):
+        indices, source = _sources(processor, sentences)
+        decoded = decode(inference, source, options)
+        tokens = decoded.tokens[:, :k]
+        rows = tf.shape(tokens)[0]
+        flat = tf.reshape(tokens, [rows * k, tf.shape(tokens)[-1]])
+        text = tf.reshape(processor.target.detokenize_tensor(flat), [rows, k])
+        shape = [tf.shape(sentences)[0], k]
+        return {
+            "translations": tf.tensor_scatter_nd_update(
+                tf.fill(shape, ""), indices[:, None], text
+            ),
+            "scores": tf.tensor_scatter_nd_update(
+                tf.zeros(shape), indices[:, None], decoded.scores[:, :k]
+            ),
+        }
+
+    return translate_n_best

@@ -28,8 +28,11 @@ from keras_nmt.decoding.methods import DecodingOptions
 from keras_nmt.decoding.methods import decode
 from keras_nmt.options import integer
 from keras_nmt.sentences import check_sentences
+from keras_nmt.seq2seq.ensemble import EnsembleInference
 from keras_nmt.seq2seq.inference import Seq2SeqInference
 from keras_nmt.text import TextProcessor
+from keras_nmt.text import join_tokens
+from keras_nmt.text import standardize
 
 MODEL_FILE = "model.keras"
 CONFIG_FILE = "translator.json"
@@ -120,6 +123,15 @@ def _check_model(model, processor):
             )
 
 
+def _source_words(sentences) -> list[list[str]]:
+    """The standardised words of each sentence, as the source vocabulary
+    splits them (before lookup, so unknown words are kept as written)."""
+    import tensorflow as tf
+
+    lines = standardize(tf.constant(sentences, tf.string)).numpy()
+    return [line.decode("utf-8").split() for line in lines]
+
+
 def _display(token: str) -> str:
     return unicodedata.normalize("NFC", token)
 
@@ -159,6 +171,10 @@ class Translator:
             included); defaults to `processor.max_length`.
         batch_size: the most sentences decoded per compiled call.
         seed: optional int, seed of `method="sample"`.
+        ensemble: more models trained with the same vocabularies, decoded
+            together with `model` (the mean of their log-probabilities; see
+            `keras_nmt.seq2seq.EnsembleInference`). An ensemble translates
+            and exports; it is not saved as one directory.
         **options: the default decoding options (`DecodingOptions` fields,
             e.g. `beam_width=5`, `length_penalty=0.6`); each call may
             override them.
@@ -189,9 +205,12 @@ class Translator:
         max_length: int | None = None,
         batch_size: int = 64,
         seed: int | None = None,
+        ensemble: Sequence[keras.Model] = (),
         **options,
     ):
         _check_model(model, processor)
+        for member in ensemble:
+            _check_model(member, processor)
         if max_length is None:
             max_length = processor.max_length
         for name, value, check in (
@@ -208,6 +227,7 @@ class Translator:
         self.max_length = int(max_length)
         self.batch_size = int(batch_size)
         self.seed = seed
+        self.ensemble = tuple(ensemble)
         self.options = DecodingOptions().replace(**options)
         self._inference = None
 
@@ -220,14 +240,57 @@ class Translator:
         computations, float32 logits and scores).
         """
         if self._inference is None:
-            self._inference = Seq2SeqInference(
-                self.model,
-                start_token=self.processor.start_id,
-                end_token=self.processor.end_id,
-                max_length=self.max_length,
-                seed=self.seed,
-            )
+            options = {
+                "start_token": self.processor.start_id,
+                "end_token": self.processor.end_id,
+                "max_length": self.max_length,
+                "seed": self.seed,
+            }
+            if self.ensemble:
+                self._inference = EnsembleInference(
+                    [self.model, *self.ensemble], **options
+                )
+            else:
+                self._inference = Seq2SeqInference(self.model, **options)
         return self._inference
+
+    @classmethod
+    def load_ensemble(
+        cls, directories: Sequence[str | os.PathLike]
+    ) -> Translator:
+        """The translators saved in `directories`, decoding as one ensemble
+        (the settings and decoding defaults of the first).
+
+        Raises:
+            ValueError: if there is no directory, or the translators'
+                vocabularies differ (an ensemble shares them).
+        """
+        translators = [cls.load(d) for d in directories]
+        if not translators:
+            raise ValueError("load_ensemble needs at least one directory.")
+        first = translators[0]
+        for directory, other in zip(directories, translators, strict=True):
+            if (
+                other.processor.source_vocabulary
+                != first.processor.source_vocabulary
+                or other.processor.target_vocabulary
+                != first.processor.target_vocabulary
+            ):
+                raise ValueError(
+                    f"Cannot ensemble '{directory}' with '{directories[0]}': "
+                    "their vocabularies differ. An ensemble decodes models "
+                    "trained with the same vocabularies (the same data and "
+                    "max_vocab)."
+                )
+        config = first.get_config()
+        decoding = config.pop("decoding")
+        return cls(
+            first.model,
+            first.processor,
+            ensemble=[t.model for t in translators[1:]],
+            **config,
+            **decoding,
+        )
 
     def get_config(self) -> dict[str, Any]:
         """The settings saved in `translator.json`."""
@@ -443,6 +506,13 @@ class Translator:
                 self.processor.target.detokenize(tokens[: len(chunk), b])
                 for b in range(k)
             ]
+            if options.replace_unknown:
+                words = _source_words([sentences[i] for i in chunk])
+                for j in range(len(chunk)):
+                    for b in range(k):
+                        texts[b][j] = self._unknown_replaced(
+                            texts[b][j], tokens[j, b], attention[j, b], words[j]
+                        )
             for j, i in enumerate(chunk):
                 out["texts"][i] = [texts[b][j] for b in range(k)]
                 out["scores"][i] = [float(scores[j, b]) for b in range(k)]
@@ -451,6 +521,29 @@ class Translator:
                 out["lengths"][i] = int(lengths[j, 0])
                 out["attention"][i] = attention[j, 0]
         return out
+
+    def _unknown_replaced(self, text, tokens, attention, words) -> str:
+        """`text` with each `[UNK]` replaced by the source word its step
+        attended to most (Luong et al. 2015, "Addressing the rare word
+        problem in neural machine translation": copy the most-attended
+        source word; an unknown source word is copied as written)."""
+        unk = self.processor.target.unk_id
+        end = self.processor.target.end_id
+        if unk not in tokens:
+            return text
+        if not words:
+            return text
+        out = []
+        for t, token in enumerate(tokens):
+            if token == end or token == self.processor.target.pad_id:
+                break
+            if token == unk:
+                # Source position 0 is [START]; words are 1 .. len(words).
+                scores = attention[t, 1 : len(words) + 1]
+                out.append(words[int(np.argmax(scores))])
+            else:
+                out.append(self.processor.target.tokens[token])
+        return join_tokens([out]).numpy()[0].decode("utf-8")
 
     # ---- saving ----------------------------------------------------------
 
@@ -475,6 +568,12 @@ class Translator:
         Args:
             directory: the output directory.
         """
+        if self.ensemble:
+            raise ValueError(
+                "An ensemble is not saved as one translator: save each "
+                "model's translator, and load them with "
+                "Translator.load_ensemble([...])."
+            )
         directory = pathlib.Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         files.remove_temporary_files(directory)

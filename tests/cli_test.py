@@ -218,7 +218,17 @@ def test_translate_help_lists_the_decoding_options(capsys):
     with pytest.raises(SystemExit):
         cli.main(["translate", "--help"])
     out = capsys.readouterr().out
-    assert "--beam-width" in out and "--plot" in out and "--top-k" in out
+    for option in (
+        "--beam-width",
+        "--plot",
+        "--top-k",
+        "--top-p",
+        "--coverage-penalty",
+        "--n-best",
+        "--replace-unknown",
+        "--ensemble",
+    ):
+        assert option in out
 
 
 def test_train_help_lists_the_distribution_and_fault_options(capsys):

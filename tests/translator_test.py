@@ -398,6 +398,13 @@ _LOAD_EXPORTED = textwrap.dedent(
         name: [s.decode() for s in getattr(model, name)(sentences).numpy()]
         for name in ("translate", "translate_beam")
     }
+    n_best = model.translate_n_best(sentences)
+    out["n_best"] = [
+        [[t.decode(), float(s)] for t, s in zip(texts, scores)]
+        for texts, scores in zip(
+            n_best["translations"].numpy(), n_best["scores"].numpy()
+        )
+    ]
     assert "keras_nmt" not in sys.modules, "keras_nmt imported"
     print(json.dumps(out))
     """
@@ -423,6 +430,118 @@ def test_export_translates_with_tensorflow_alone(
     assert out["translate"] == translator.translate(inputs)
     assert out["translate_beam"] == translator.translate(inputs, method="beam")
     assert out["translate"][6:8] == ["", ""]
+    width = translator.options.beam_width
+    expected = translator.translate_n_best(inputs, method="beam", n_best=width)
+    assert [[t for t, _ in row] for row in out["n_best"]] == [
+        [h.text for h in row] for row in expected
+    ]
+    np.testing.assert_allclose(
+        [[s for _, s in row] for row in out["n_best"]],
+        [[h.score for h in row] for row in expected],
+        rtol=1e-5,
+        atol=1e-6,
+    )
+
+
+def test_an_ensemble_translates_and_exports(translator, sentences, tmp_path):
+    keras.utils.set_random_seed(1)
+    other = build_seq2seq(
+        translator.processor.source_vocab_size,
+        translator.processor.target_vocab_size,
+        embedding_dim=8,
+        units=16,
+        style="luong",
+        attention="dot",
+    )
+    alone = Translator(translator.model, translator.processor, ensemble=[])
+    assert alone.translate(sentences, method="beam") == translator.translate(
+        sentences, method="beam"
+    )
+    pair = Translator(
+        translator.model, translator.processor, ensemble=[other], batch_size=8
+    )
+    out = pair.translate(sentences, method="beam")
+    assert len(out) == len(sentences)
+    with pytest.raises(ValueError, match=r"ensemble is not saved"):
+        pair.save(tmp_path / "nope")
+    path = tmp_path / "exported"
+    pair.export(path)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            _LOAD_EXPORTED,
+            str(path),
+            json.dumps(sentences),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    exported = json.loads(result.stdout.strip().splitlines()[-1])
+    assert exported["translate_beam"] == out
+    assert exported["translate"] == pair.translate(sentences)
+
+
+def test_load_ensemble_checks_the_vocabularies(saved_dir, tmp_path):
+    both = Translator.load_ensemble([saved_dir, saved_dir])
+    single = Translator.load(saved_dir)
+    sentences = ["Hola.", "¿Dónde está Tom?"]
+    assert both.translate(sentences) == single.translate(sentences)
+    other = tmp_path / "other"
+    processor = text.TextProcessor.from_sentences(["a b"], ["c d"])
+    Translator(
+        build_seq2seq(
+            processor.source_vocab_size,
+            processor.target_vocab_size,
+            embedding_dim=4,
+            units=8,
+        ),
+        processor,
+    ).save(other)
+    with pytest.raises(ValueError, match=r"vocabularies differ"):
+        Translator.load_ensemble([saved_dir, other])
+
+
+def test_unknown_words_are_replaced_by_the_most_attended_source_word(
+    translator, monkeypatch
+):
+    import keras_nmt.translator as module
+
+    processor = translator.processor
+    unk, end = processor.target.unk_id, processor.target.end_id
+    index = next(
+        i
+        for i, t in enumerate(processor.target.tokens)
+        if i > 3 and t.isalpha()
+    )
+    word = processor.target.tokens[index]
+    sentence = "Zyxqt come manzanas."  # "zyxqt" is not in the vocabulary
+
+    def fake_decode(inference, source, options):
+        rows, length = source.shape
+        tokens = np.zeros((rows, 4), "int32")
+        tokens[:, :3] = [index, unk, end]
+        attention = np.zeros((rows, 4, length), "float32")
+        attention[:, 0, 2] = 1.0  # the step of `word` looks at "come"
+        attention[:, 1, 1] = 0.9  # the [UNK] step looks at "zyxqt"
+        attention[:, 1, 3] = 0.1
+        return (
+            tokens,
+            np.zeros(rows, "float32"),
+            np.zeros(rows, "float32"),
+            attention,
+            np.full(rows, 3, "int32"),
+        )
+
+    monkeypatch.setattr(module, "decode", fake_decode)
+    assert translator.translate([sentence]) == [f"{word} [UNK]"]
+    assert translator.translate([sentence], replace_unknown=True) == [
+        f"{word} zyxqt"
+    ]
 
 
 # ---- crash-safe saving -------------------------------------------------------

@@ -127,7 +127,11 @@ def train(args) -> int:
 def _load_translator(args):
     from keras_nmt.translator import Translator
 
-    translator = Translator.load(args.model)
+    translator = (
+        Translator.load_ensemble([args.model, *args.ensemble])
+        if getattr(args, "ensemble", None)
+        else Translator.load(args.model)
+    )
     if getattr(args, "batch_size", None) is not None:
         translator.batch_size = args.batch_size
     translator.options = options_from(
@@ -222,12 +226,12 @@ def evaluate(args) -> int:
 
 def export(args) -> int:
     from keras_nmt.export import export_saved_model
-    from keras_nmt.translator import Translator
 
-    export_saved_model(Translator.load(args.model), args.out)
+    export_saved_model(_load_translator(args), args.out)
     print(
         f"SavedModel written to {args.out}: signatures 'translate' (greedy) "
-        "and 'translate_beam', tf.string -> tf.string"
+        "and 'translate_beam' (tf.string -> tf.string), and "
+        "'translate_n_best' (translations and scores of every beam)"
     )
     return 0
 

@@ -136,13 +136,23 @@ def _data_options(parser, with_split: bool) -> None:
         )
 
 
-def _model_option(parser) -> None:
+def _model_option(parser, ensemble: bool = False) -> None:
     parser.add_argument(
         "--model",
         required=True,
         metavar="DIR",
         help="a directory written by `keras-nmt train` or Translator.save()",
     )
+    if ensemble:
+        parser.add_argument(
+            "--ensemble",
+            action="append",
+            default=[],
+            metavar="DIR",
+            help="another model trained with the same vocabularies, decoded "
+            "together with --model (the mean of their log-probabilities); "
+            "repeat for more",
+        )
 
 
 def _train_parser(commands) -> None:
@@ -225,7 +235,7 @@ with --on-invalid stop (one line on stderr, after writing every line before
 it); 130 on Ctrl-C (one line on stderr; the lines done stay written, or are
 kept in FILE.partial with --output FILE); 2 on a usage error.""",
     )
-    _model_option(translate)
+    _model_option(translate, ensemble=True)
     add_options(translate, DecodingOptions, model_defaults=True)
     translate.add_argument(
         "--batch-size",
@@ -272,7 +282,7 @@ def _evaluate_parser(commands) -> None:
         description="Translate the sources of --data and score them against "
         "their references (grouped by source sentence).",
     )
-    _model_option(evaluate)
+    _model_option(evaluate, ensemble=True)
     _data_options(evaluate, with_split=True)
     add_options(evaluate, DecodingOptions, model_defaults=True)
     evaluate.add_argument(
@@ -288,7 +298,7 @@ def _export_parser(commands) -> None:
         "and 'translate_beam' signatures (tf.string -> tf.string), loadable "
         "with tf.saved_model.load after `import tensorflow_text`.",
     )
-    _model_option(export)
+    _model_option(export, ensemble=True)
     export.add_argument("--out", required=True, metavar="DIR")
 
 

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from keras_nmt.options import Check
 from keras_nmt.options import Options
 from keras_nmt.options import choice
+from keras_nmt.options import flag
 from keras_nmt.options import integer
 from keras_nmt.options import number
 from keras_nmt.options import option
@@ -167,6 +168,12 @@ class DecodingOptions(Options):
     )
     n_best: int = option(
         1, "hypotheses returned per sentence (beam search)", integer()
+    )
+    replace_unknown: bool = option(
+        False,
+        "replace each [UNK] of a translation by the source word it attended "
+        "to most (Luong et al. 2015)",
+        flag(),
     )
 
     def check_together(self) -> None:
