@@ -56,9 +56,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         try:
             response = self.server.api.handle(self.command, self.path, body)
         except Exception as error:  # a bug: one line, not a traceback
-            response = error_response(
-                500, f"Internal error ({type(error).__name__}: {error})."
-            )
+            message = f"Internal error ({type(error).__name__}: {error})."
+            self.server.log_line(f"{self.command} {self.path}: {message}")
+            response = error_response(500, message)
         self._send(response, start)
 
     def handle_expect_100(self):

@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 
 import pytest
@@ -64,19 +65,27 @@ def _finish(process):
     return process.returncode, lines, stderr
 
 
+def _open(request):
+    """The JSON answer; an HTTP error fails with the server's message."""
+    try:
+        with urllib.request.urlopen(request, timeout=TIMEOUT) as response:
+            return json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        pytest.fail(f"HTTP {error.code}: {error.read().decode()[:2000]}")
+
+
 def _get(url):
-    with urllib.request.urlopen(url, timeout=TIMEOUT) as response:
-        return json.loads(response.read())
+    return _open(url)
 
 
 def _post(url, payload):
-    request = urllib.request.Request(
-        url,
-        data=json.dumps(payload).encode(),
-        headers={"Content-Type": "application/json"},
+    return _open(
+        urllib.request.Request(
+            url,
+            data=json.dumps(payload).encode(),
+            headers={"Content-Type": "application/json"},
+        )
     )
-    with urllib.request.urlopen(request, timeout=TIMEOUT) as response:
-        return json.loads(response.read())
 
 
 @pytest.fixture(scope="module")
