@@ -13,6 +13,10 @@ from keras_nmt.version import __version__
 
 _EXPORTS = {
     "BahdanauAttention": "keras_nmt.layers.bahdanau_attention",
+    "BahdanauMonotonicAttention": (
+        "keras_nmt.layers.bahdanau_monotonic_attention"
+    ),
+    "LuongMonotonicAttention": "keras_nmt.layers.luong_monotonic_attention",
     "DotProductAttention": "keras_nmt.layers.dot_product_attention",
     "ScaledDotProductAttention": (
         "keras_nmt.layers.scaled_dot_product_attention"

@@ -11,6 +11,7 @@ _EXPORTS = {
     "Encoder": "keras_nmt.seq2seq.encoder",
     "EnsembleInference": "keras_nmt.seq2seq.ensemble",
     "MaskedAccuracy": "keras_nmt.seq2seq.model",
+    "ScheduledSampling": "keras_nmt.seq2seq.model",
     "Seq2SeqInference": "keras_nmt.seq2seq.inference",
     "attention_model": "keras_nmt.seq2seq.model",
     "build_seq2seq": "keras_nmt.seq2seq.model",
