@@ -11,7 +11,6 @@ import concurrent.futures
 import random
 import threading
 import time
-from typing import NamedTuple
 
 import numpy as np
 import pytest
@@ -20,67 +19,12 @@ from keras_nmt.decoding.methods import DecodingOptions
 from keras_nmt.serving.batching import Batcher
 from keras_nmt.serving.batching import BatcherBusy
 from keras_nmt.serving.batching import BatcherClosed
+from tests.serving.fake import GREEDY
+from tests.serving.fake import TIMEOUT
+from tests.serving.fake import FakeTranslator
+from tests.serving.fake import fake_text as _text
 
-GREEDY = DecodingOptions()
 BEAM = DecodingOptions(method="beam", beam_width=3, n_best=2)
-TIMEOUT = 30
-
-
-class FakeTranslation(NamedTuple):
-    text: str
-    source_tokens: list
-    target_tokens: list
-    attention: np.ndarray
-    score: float
-
-
-def _text(sentence, options, k=0):
-    return f"{sentence}|{options['method']}|{k}"
-
-
-class FakeTranslator:
-    """Translates `s` into `"s|method|k"` (hypothesis k); records its calls
-    and, while `gate` is cleared, waits inside each call."""
-
-    batch_size = 8
-    options = GREEDY
-
-    def __init__(self):
-        self.calls = []
-        self.gate = threading.Event()
-        self.gate.set()
-        self.entered = threading.Event()
-        self.fail_with = None
-
-    def translate(self, sentences, **options):
-        options = self.options.replace(**options)
-        if options.beam_width > 10:
-            raise ValueError("beam_width too large for this model")
-        return [_text(s, options.to_dict()) for s in sentences]
-
-    def _call(self, kind, sentences, options):
-        self.calls.append((kind, list(sentences), options))
-        self.entered.set()
-        assert self.gate.wait(TIMEOUT)
-        if self.fail_with is not None:
-            raise self.fail_with
-
-    def translate_n_best(self, sentences, **options):
-        self._call("n_best", sentences, options)
-        return [
-            [
-                (_text(s, options, k), -float(len(s) + k))
-                for k in range(options["n_best"])
-            ]
-            for s in sentences
-        ]
-
-    def translate_with_attention(self, sentence, **options):
-        self._call("attention", [sentence], options)
-        weights = np.full((2, 3), 1 / 3, dtype="float32")
-        return FakeTranslation(
-            _text(sentence, options), ["a", "b", "c"], ["x", "y"], weights, -1.0
-        )
 
 
 @pytest.fixture

@@ -13,7 +13,9 @@ import time
 import numpy as np
 import pytest
 
+from keras_nmt.serving.server import TranslationServer
 from keras_nmt.serving.settings import ServerSettings
+from tests.serving.fake import FakeTranslator
 
 TIMEOUT = 120
 CLIENTS = 8
@@ -264,3 +266,86 @@ def _warm_up(server, sentences):
             )
             assert status == 200, body
     connection.close()
+
+
+@pytest.fixture
+def fake_server():
+    """A server of the fake translator: 2 s timeout, 1 waiting request."""
+    fake = FakeTranslator()
+    lines = []
+    settings = ServerSettings(port=0, timeout=2.0, max_queue=1)
+    served = TranslationServer(fake, settings, log=lines.append)
+    thread = threading.Thread(
+        target=served.serve_forever, kwargs={"poll_interval": 0.05}
+    )
+    thread.start()
+    try:
+        yield fake, served, lines
+    finally:
+        fake.gate.set()
+        served.shutdown()
+        served.server_close()
+        thread.join(10)
+
+
+def _post_in_thread(server, payload, results):
+    def post():
+        connection = _connect(server)
+        status, headers, body = _request(
+            connection, "POST", "/translate", payload
+        )
+        results.append((status, headers, json.loads(body)))
+        connection.close()
+
+    thread = threading.Thread(target=post)
+    thread.start()
+    return thread
+
+
+def test_a_failing_translator_is_a_500_and_the_server_goes_on(fake_server):
+    fake, served, lines = fake_server
+    fake.fail_with = RuntimeError("out of memory")
+    connection = _connect(served)
+    status, _, body = _request(
+        connection, "POST", "/translate", {"sentences": ["a"]}
+    )
+    assert status == 500
+    assert json.loads(body)["error"] == (
+        "Internal error (RuntimeError: out of memory)."
+    )
+    assert any("Internal error (RuntimeError" in line for line in lines)
+    fake.fail_with = None
+    status, _, body = _request(
+        connection, "POST", "/translate", {"sentences": ["a"]}
+    )
+    assert status == 200
+    assert json.loads(body)["translations"][0]["text"] == "a|greedy|0"
+    connection.close()
+
+
+def test_busy_and_too_slow_are_503(fake_server):
+    """The worker held on a first request (which times out after 2 s): of
+    two more, one waits (the queue holds 1) and times out, the other is
+    refused at once."""
+    fake, served, _ = fake_server
+    fake.gate.clear()
+    first = []
+    holding = _post_in_thread(served, {"sentences": ["first"]}, first)
+    assert fake.entered.wait(TIMEOUT)
+    results = []
+    threads = [
+        _post_in_thread(served, {"sentences": [name]}, results)
+        for name in ("b", "c")
+    ]
+    for thread in threads:
+        thread.join(TIMEOUT)
+    fake.gate.set()
+    holding.join(TIMEOUT)
+    assert first[0][0] == 503
+    assert first[0][2]["error"].startswith("The translation took longer")
+    assert [status for status, _, _ in results] == [503, 503]
+    messages = sorted(answer["error"] for _, _, answer in results)
+    assert messages[0].startswith("1 requests are already waiting")
+    assert messages[1].startswith("The translation took longer than 2 s")
+    assert all(headers["Retry-After"] == "1" for _, headers, _ in results)
+    assert [call[1] for call in fake.calls] == [["first"]]  # b, c skipped
