@@ -13,7 +13,7 @@ export PYTHONHASHSEED ?= 0
 # The backend-agnostic parts, tested on every Keras backend.
 BACKEND_TESTS := tests/layers tests/decoding tests/seq2seq
 
-.PHONY: demo test lint wheel-check bench clean
+.PHONY: demo test lint wheel-check bench clean browser
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,16 @@ $(TEST_STAMP): setup.cfg pyproject.toml | $(PY)
 	$(PIP) install -q -e ".[test]"
 	touch $(DEPS_STAMP) $@
 
+# Debian's Chromium for the page test of `keras-nmt serve` (Playwright drives
+# it; it never downloads a browser). Installed when missing and we are root
+# (CI); elsewhere the page test is skipped with the install command.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	      apt-get install -y -qq chromium >/dev/null; \
+	  else echo "note: no chromium; the page test is skipped (apt-get install chromium)"; fi; }
+
 demo: $(DEPS_STAMP)
 	$(PY) -m keras_nmt demo
 
@@ -37,7 +47,7 @@ lint: $(TEST_STAMP)
 # The whole suite on TensorFlow, then the backend-agnostic parts (layers,
 # seq2seq, decoding) on JAX and PyTorch against the same references, then
 # the wheel.
-test: $(TEST_STAMP) lint
+test: $(TEST_STAMP) lint browser
 	KERAS_BACKEND=tensorflow $(PY) -m pytest -q
 	KERAS_BACKEND=jax $(PY) -m pytest -q -m "not slow" $(BACKEND_TESTS)
 	KERAS_BACKEND=torch $(PY) -m pytest -q -m "not slow" $(BACKEND_TESTS)
