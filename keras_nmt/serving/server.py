@@ -110,14 +110,16 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.send_header(name, value)
         if self.close_connection:
             self.send_header("Connection", "close")
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(response.body)
+        # Logged before the body goes out: a client holding its answer
+        # finds the line already written.
         milliseconds = 1000 * (time.perf_counter() - start)
         self.server.log_line(
             f'{self.client_address[0]} "{self.command} {self.path}" '
             f"{response.status} {len(response.body)} {milliseconds:.1f} ms"
         )
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(response.body)
 
     def version_string(self):
         return f"keras-nmt/{__version__}"
