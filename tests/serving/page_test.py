@@ -99,9 +99,9 @@ def _open(page, server):
     errors = []
     page.on("pageerror", lambda error: errors.append(str(error)))
     page.goto(server.url)
-    page.wait_for_function(
-        "document.getElementById('model').textContent.startsWith('Model ')"
-    )
+    # Not `wait_for_function`: its polling evaluates a string, which the
+    # page's Content-Security-Policy (no 'unsafe-eval') rightly refuses.
+    page.locator("#model").filter(has_text=re.compile("^Model ")).wait_for()
     return errors
 
 
