@@ -21,14 +21,22 @@ compiles whole with `compile_decoding`:
 
 - `greedy_search`: the most probable token at every step;
 - `sample`: a token drawn from `softmax(logits / temperature)`, optionally
-  restricted to the `top_k` most probable tokens;
+  restricted to the `top_k` most probable tokens and then to the nucleus of
+  probability `top_p` (Holtzman et al. 2019);
 - `beam_search`: the `beam_width` best hypotheses per source, ranked by the
-  length-penalised score `log p(y) / lp(|y|)` with the GNMT penalty
-  `lp(n) = ((5 + n) / 6) ** alpha` (Wu et al. 2016, "Google's Neural Machine
-  Translation System: Bridging the Gap between Human and Machine
-  Translation", arXiv:1609.08144). Beams are folded into the batch axis, so
-  the step function never knows about them; finished hypotheses are frozen
-  at their end token.
+  GNMT score `log p(y) / lp(|y|) + cp(y)` with the length penalty
+  `lp(n) = ((5 + n) / 6) ** alpha` and, for finished hypotheses, the
+  coverage penalty `cp = beta * sum_i log(min(attention sum_i, 1))` (Wu et
+  al. 2016, "Google's Neural Machine Translation System: Bridging the Gap
+  between Human and Machine Translation", arXiv:1609.08144). Beams are
+  folded into the batch axis, so the step function never knows about them;
+  finished hypotheses are frozen at their end token, and with `n_best` a
+  source stops as soon as its `n_best` best hypotheses are settled.
+
+All three never generate the padding token nor the start token, and share
+`min_length` (no end token before that many tokens), `no_repeat_ngram_size`
+(no n-gram twice) and `max_length_ratio` (at most
+`ceil(ratio * source_lengths)` tokens); see `keras_nmt.decoding.constraints`.
 
 All three return a `Decoded(tokens, scores, log_probs, attention, lengths)`.
 

@@ -91,8 +91,9 @@ def beam_search(
     `beta = coverage_penalty`, and `a_ij` is the attention of target step
     `j` on source position `i` (padded positions, where the attention is 0,
     are left out as in `tfa.seq2seq`). As in `tfa.seq2seq`, `cp` only
-    applies to hypotheses that have emitted the end token (it measures how
-    much of the source a complete translation covers); open hypotheses are
+    applies to finished hypotheses, here from the step they emit the end
+    token on (it measures how much of the source a complete translation
+    covers); open hypotheses, and those stopped without an end token, are
     ranked by `log p(y) / lp(|y|)`. The `beam_width` best of all candidates
     of a source are kept. A hypothesis that has emitted `end_token` is
     finished and frozen: its only continuation is `pad_token` at
@@ -111,11 +112,12 @@ def beam_search(
     log-probability is <= 0 and `cp <= 0`, so with `alpha >= 0` no
     descendant of an open hypothesis of log-probability `l` scores above
     `l / lp(L)`, `L` the length limit of its source; the source stops once
-    this bound is below the `n_best`-th best score of every open
-    hypothesis. The `n_best` best hypotheses, their scores and order are
-    then exactly those of the search run to the end; the hypotheses ranked
-    after them are returned as they were when the source stopped (open ones
-    without an end token), not as the full search would have left them.
+    the bound of every open hypothesis is below its `n_best`-th best score
+    (with `alpha = 0` the bound is `l` itself). The `n_best` best
+    hypotheses, their scores and order are then exactly those of the search
+    run to the end; the hypotheses ranked after them are returned as they
+    were when the source stopped (open ones without an end token), not as
+    the full search would have left them.
 
     Args:
         step_fn: the one-step function
@@ -176,7 +178,7 @@ def beam_search(
     ...     return keras.ops.take(table, tokens, axis=0), state, state
     >>> out = beam_search(
     ...     step_fn, [1, 2], keras.ops.zeros((2, 3)), max_length=4,
-    ...     end_token=0, pad_token=4, beam_width=3, length_penalty=0.6)
+    ...     end_token=0, beam_width=3, length_penalty=0.6)
     >>> tuple(out.tokens.shape)
     (2, 3, 4)
     """

@@ -19,8 +19,10 @@ class Decoded(NamedTuple):
             strategy ranks by. Greedy: the sum of the model's
             log-probabilities of the tokens. Sampling: the sum of the
             log-probabilities under the distribution actually sampled from
-            (after temperature and top-k). Beam search: the GNMT
-            length-penalised score `log_probs / lp(lengths)`.
+            (after the banned tokens, temperature, top-k and top-p).
+            Beam search: the GNMT score `log_probs / lp(lengths)`, plus the
+            coverage penalty for hypotheses that emitted the end token;
+            `-inf` for a missing hypothesis.
         log_probs: float32, the shape of `scores`: the sum of the model's own
             log-probabilities `log_softmax(logits)` of the generated tokens
             (end token included), untempered and unpenalised, for every
@@ -31,8 +33,9 @@ class Decoded(NamedTuple):
             search the history of a hypothesis is the history of its own
             ancestors.
         lengths: int32 `(B,)` (beam search: `(B, K)`), the number of
-            generated tokens, end token included; `L` for a sequence that
-            never ended.
+            generated tokens, end token included; for a sequence that never
+            ended, `L` or the limit it stopped at (`max_length_ratio`, no
+            allowed token left, or a beam search stopped early).
     """
 
     tokens: Any

@@ -13,7 +13,10 @@ class Seq2SeqInference:
     inside one compiled `keras_nmt.decoding` loop. Each method compiles
     once per source shape and option values, and reads the model's current
     weights at every call (also on JAX, where they are passed to the
-    compiled function).
+    compiled function). No method generates the padding token (0) or the
+    start token; the options of `keras_nmt.decoding` (`min_length`,
+    `no_repeat_ngram_size`, `max_length_ratio`, `top_p`, `coverage_penalty`,
+    `n_best`) are keyword arguments of the methods.
 
     Args:
         model: the seq2seq `keras.Model`.

@@ -161,9 +161,7 @@ def test_exhaustive_beam_equals_brute_force(rng, alpha, beta, rules):
     log_probs, lengths = toy.numpy(out.log_probs), toy.numpy(out.lengths)
     attention = toy.numpy(out.attention)
     for row in range(2):
-        ranked = sorted(
-            brute[row], key=lambda h: -_gnmt_score(*h, alpha, beta)
-        )
+        ranked = sorted(brute[row], key=lambda h: -_gnmt_score(*h, alpha, beta))
         found = np.isfinite(scores[row])
         assert np.sum(found) == len(ranked)
         assert np.all(np.diff(scores[row, found]) <= 0), "best first"
@@ -360,6 +358,15 @@ def test_bad_arguments():
         ({"max_length": 0}, r"`max_length`.*max_length=0"),
         ({"length_penalty": -0.5}, r"`length_penalty`.*length_penalty=-0\.5"),
         ({"length_penalty": None}, r"`length_penalty`.*length_penalty=None"),
+        (
+            {"coverage_penalty": -1.0},
+            r"`coverage_penalty` must be a float >= 0.*=-1\.0",
+        ),
+        ({"n_best": 0}, r"`n_best` must be an int >= 1.*n_best=0"),
+        (
+            {"n_best": 3, "beam_width": 2},
+            r"`n_best` must be at most `beam_width` \(2\).*n_best=3",
+        ),
         ({"end_token": 7}, r"`end_token`.*vocabulary size 5.*end_token=7"),
         ({"pad_token": -2}, r"`pad_token`.*pad_token=-2"),
     ]
@@ -370,6 +377,19 @@ def test_bad_arguments():
     with pytest.raises(ValueError, match=r"`beam_search`.*rank 1.*\(2, 1\)"):
         beam_search(step, [[1], [2]], None, max_length=3)
 
+    def multi_head_step(tokens, state, constants):
+        attention = ops.zeros((ops.shape(tokens)[0], 2, 3))
+        return ops.one_hot(tokens, 5), attention, state
+
+    with pytest.raises(
+        ValueError,
+        match=r"`coverage_penalty` needs `step_fn` to return attention of "
+        r"shape \(N, source_length\).*\(8, 2, 3\)",
+    ):
+        beam_search(
+            multi_head_step, [1, 2], None, max_length=3, coverage_penalty=0.2
+        )
+
 
 def test_logits_must_keep_the_folded_batch():
     def step(tokens, state, constants):
@@ -378,3 +398,182 @@ def test_logits_must_keep_the_folded_batch():
 
     with pytest.raises(ValueError, match=r"\(6, vocab_size\).*\(2, 5\)"):
         beam_search(step, [1, 2], None, max_length=3, beam_width=3)
+
+
+# Attention of a step by the token fed to it, over 3 source positions and
+# one padded position (always 0).
+_ATTENTION = np.array(
+    [
+        [0.25, 0.25, 0.5, 0.0],  # PAD
+        [0.25, 0.25, 0.5, 0.0],  # END
+        [0.98, 0.01, 0.01, 0.0],  # A: the first position again
+        [0.02, 0.49, 0.49, 0.0],  # B: the other two
+        [0.98, 0.01, 0.01, 0.0],  # START
+    ],
+    "float32",
+)
+
+
+def _attending_step(rows, attention=_ATTENTION):
+    markov = _hand_built_step(rows)
+
+    def step(tokens, state, constants):
+        logits, _, state = markov(tokens, state, constants)
+        return logits, ops.take(attention, tokens, axis=0), state
+
+    return step
+
+
+def _hand_coverage(fed):
+    """GNMT coverage sum of the attention of the fed tokens, by hand."""
+    return _ATTENTION[list(fed)].sum(axis=0)[:3]
+
+
+def test_coverage_penalty_ranks_by_the_gnmt_formula():
+    # `A END` is more probable, but attends the first source position twice
+    # and leaves the other two almost uncovered; `B END` covers all three.
+    step = _attending_step(
+        {
+            START: {A: 0.55, B: 0.45},
+            A: {END: 0.9, A: 0.05, B: 0.05},
+            B: {END: 0.9, A: 0.05, B: 0.05},
+        }
+    )
+    alpha = 0.6
+    candidates = {
+        (A, END): (np.log(0.55 * 0.9), _hand_coverage([START, A])),
+        (B, END): (np.log(0.45 * 0.9), _hand_coverage([START, B])),
+    }
+    winners = {}
+    for beta in (0.0, 0.2):
+        expected = {
+            y: log_p / _penalty(2, alpha)
+            + beta * np.sum(np.log(np.minimum(coverage, 1.0)))
+            for y, (log_p, coverage) in candidates.items()
+        }
+        ranking = sorted(expected, key=lambda y: -expected[y])
+        out = toy.run(
+            beam_search,
+            step,
+            [START],
+            (),
+            max_length=3,
+            end_token=END,
+            beam_width=2,
+            length_penalty=alpha,
+            coverage_penalty=beta,
+        )
+        tokens = toy.numpy(out.tokens)[0]
+        for k, y in enumerate(ranking):
+            np.testing.assert_array_equal(tokens[k], [*y, PAD])
+            np.testing.assert_allclose(
+                toy.numpy(out.scores)[0, k], expected[y], rtol=1e-5
+            )
+        winners[beta] = ranking[0]
+    assert winners == {0.0: (A, END), 0.2: (B, END)}
+
+
+def test_coverage_penalty_can_push_the_end_token_below_the_beam():
+    # One beam. END is the most probable first token, but ending there
+    # leaves two source positions almost uncovered: with the penalty the
+    # beam must take the runner-up `A` (which covers them) instead, so the
+    # beam must look beyond its `beam_width` most probable tokens.
+    attention = _ATTENTION.copy()
+    attention[A] = [0.02, 0.99, 0.99, 0.0]
+    step = _attending_step(
+        {START: {END: 0.6, A: 0.4}, A: {END: 0.95}}, attention
+    )
+    results = {}
+    for beta in (0.0, 0.5):
+        out = toy.run(
+            beam_search,
+            step,
+            [START],
+            (),
+            max_length=3,
+            end_token=END,
+            beam_width=1,
+            coverage_penalty=beta,
+        )
+        length = toy.numpy(out.lengths)[0, 0]
+        results[beta] = tuple(toy.numpy(out.tokens)[0, 0, :length])
+    assert results == {0.0: (END,), 0.5: (A, END)}
+
+
+@pytest.mark.parametrize(
+    "alpha, beta, ratio",
+    [(0.0, 0.0, None), (0.6, 0.0, None), (1.5, 0.3, None), (1.0, 0.2, 0.9)],
+)
+def test_stopping_early_keeps_the_n_best_exact(alpha, beta, ratio):
+    # Random problems, 16 sources each: with `n_best=n` every source stops
+    # as soon as its n best hypotheses are settled; they must be exactly
+    # those of the search run until every hypothesis has finished.
+    width, max_length = 4, 9
+    stopped_early = False
+    for seed in range(3):
+        rng = np.random.default_rng(seed)
+        model, inputs = _random_beam_problem(rng)
+        options = {
+            "max_length": max_length,
+            "end_token": END,
+            "beam_width": width,
+            "length_penalty": alpha,
+            "coverage_penalty": beta,
+        }
+        if ratio is not None:
+            options["max_length_ratio"] = ratio
+            options["source_lengths"] = inputs[2]["mask"].sum(1)
+        full = toy.run(beam_search, model.step, *inputs, **options)
+        full_calls = model.calls
+        for n in (1, 2, 3):
+            model.calls = 0
+            early = toy.run(
+                beam_search, model.step, *inputs, n_best=n, **options
+            )
+            for field in ("tokens", "lengths", "log_probs", "scores"):
+                np.testing.assert_allclose(
+                    toy.numpy(getattr(early, field))[:, :n],
+                    toy.numpy(getattr(full, field))[:, :n],
+                    rtol=1e-6,
+                    err_msg=f"seed {seed}, n_best {n}, {field}",
+                )
+            stopped_early |= not np.array_equal(
+                toy.numpy(early.tokens), toy.numpy(full.tokens)
+            )
+            if keras.config.backend() != "jax":
+                assert model.calls <= full_calls
+        model.calls = 0
+    assert stopped_early, "some source stopped before the full search"
+
+
+def _random_beam_problem(rng, batch=16):
+    table, constants, start = toy.random_problem(
+        rng, batch, vocab=7, source_length=5, end_logit=-0.5
+    )
+    model = toy.Toy(table, penalty=0.2)
+    return model, (start, model.initial_state(batch), constants)
+
+
+def test_stopping_early_saves_steps():
+    # The hypothesis `END` (p = 0.6) is settled after one step; the other
+    # beam could only decode `A A A ...` (each step p = 0.97) to the end.
+    calls = []
+    step = toy.markov_step(
+        toy.table_from_probabilities(
+            {START: {END: 0.6, A: 0.4}, A: {A: 0.97, END: 0.01}}, vocab=5
+        ),
+        calls,
+    )
+    options = {"max_length": 30, "end_token": END, "beam_width": 2}
+    full = toy.run(beam_search, step, [START], (), **options)
+    full_calls = len(calls)
+    calls.clear()
+    early = toy.run(beam_search, step, [START], (), n_best=1, **options)
+    np.testing.assert_array_equal(
+        toy.numpy(early.tokens)[0, 0], toy.numpy(full.tokens)[0, 0]
+    )
+    # log p(A A ...) <= log 0.4 < log 0.6 from the first step on (alpha 0).
+    np.testing.assert_array_equal(toy.numpy(early.lengths)[0], [1, 1])
+    np.testing.assert_array_equal(toy.numpy(full.lengths)[0], [1, 30])
+    if keras.config.backend() != "jax":
+        assert (full_calls, len(calls)) == (30, 1)

@@ -30,6 +30,18 @@ def _problem(rng, batch):
         (greedy_search, {}),
         (sample, {"seed": 3, "top_k": 3}),
         (beam_search, {"beam_width": 3, "length_penalty": 0.6}),
+        (greedy_search, {"min_length": 2, "no_repeat_ngram_size": 2}),
+        (sample, {"seed": 3, "top_k": 4, "top_p": 0.8, "min_length": 1}),
+        (
+            beam_search,
+            {
+                "beam_width": 3,
+                "length_penalty": 0.6,
+                "coverage_penalty": 0.3,
+                "no_repeat_ngram_size": 1,
+                "n_best": 1,
+            },
+        ),
     ],
 )
 def test_repeated_calls_do_not_retrace(rng, strategy, options):
@@ -51,7 +63,13 @@ def test_repeated_calls_do_not_retrace(rng, strategy, options):
     )
     if strategy is greedy_search:
         # The second call used its own inputs, not constants of the first.
-        tokens, scores, _, _ = model.np_greedy(second[0], second[2], 5)
+        tokens, scores, _, _ = model.np_greedy(
+            second[0],
+            second[2],
+            5,
+            min_length=options.get("min_length", 0),
+            ngram=options.get("no_repeat_ngram_size", 0),
+        )
         np.testing.assert_array_equal(toy.numpy(new_values.tokens), tokens)
         np.testing.assert_allclose(
             toy.numpy(new_values.scores), scores, rtol=1e-5
@@ -60,6 +78,72 @@ def test_repeated_calls_do_not_retrace(rng, strategy, options):
         _, third = _problem(rng, batch=3)
         decode(*third)
         assert model.calls > traced
+
+
+ALL_OPTIONS = {
+    greedy_search: {"min_length": 1, "no_repeat_ngram_size": 2},
+    sample: {"seed": 5, "top_k": 5, "top_p": 0.9, "min_length": 1},
+    beam_search: {
+        "beam_width": 3,
+        "length_penalty": 0.6,
+        "coverage_penalty": 0.3,
+        "min_length": 1,
+        "no_repeat_ngram_size": 2,
+        "n_best": 2,
+    },
+}
+
+
+@pytest.mark.parametrize(
+    "strategy", [greedy_search, sample, beam_search], ids=lambda s: s.__name__
+)
+def test_source_lengths_are_traced(rng, strategy):
+    # `source_lengths` is a tensor argument of the compiled function: new
+    # lengths reuse it and give new limits.
+    model, (start, state, constants) = _problem(rng, batch=4)
+
+    def run(start, state, constants, lengths):
+        return strategy(
+            model.step,
+            start,
+            state,
+            constants,
+            max_length=6,
+            end_token=END,
+            max_length_ratio=0.5,
+            source_lengths=lengths,
+            **ALL_OPTIONS[strategy],
+        )
+
+    decode = compile_decoding(run)
+    for lengths in ([8, 6, 4, 2], [2, 4, 6, 12]):
+        lengths = np.array(lengths, "int32")
+        out = decode(start, state, constants, ops.convert_to_tensor(lengths))
+        got = toy.numpy(out.lengths)
+        if strategy is beam_search:
+            got = got.max(axis=1)
+        assert np.all(got <= np.minimum(np.ceil(0.5 * lengths), 6))
+        expected = toy.run(
+            strategy,
+            model.step,
+            start,
+            state,
+            constants,
+            max_length=6,
+            end_token=END,
+            max_length_ratio=0.5,
+            source_lengths=lengths,
+            **ALL_OPTIONS[strategy],
+        )
+        for field in ("tokens", "lengths"):
+            np.testing.assert_array_equal(
+                toy.numpy(getattr(out, field)),
+                toy.numpy(getattr(expected, field)),
+            )
+    if TRACED:
+        traced = model.calls
+        decode(start, state, constants, ops.convert_to_tensor(lengths + 1))
+        assert model.calls == traced
 
 
 def test_variables_are_read_at_every_call():
@@ -115,6 +199,8 @@ def test_tensorflow_jit_compile(rng):
     for strategy, options in [
         (greedy_search, {}),
         (beam_search, {"beam_width": 3, "length_penalty": 1.0}),
+        (greedy_search, ALL_OPTIONS[greedy_search]),
+        (beam_search, ALL_OPTIONS[beam_search]),
     ]:
         expected = strategy(
             model.step, *inputs, max_length=6, end_token=END, **options
@@ -135,12 +221,23 @@ def test_tensorflow_jit_compile(rng):
             toy.numpy(out.scores), toy.numpy(expected.scores), rtol=1e-5
         )
     decode = compile_decoding(
-        lambda *t: sample(model.step, *t, max_length=6, seed=4, top_k=2),
+        lambda *t: sample(
+            model.step, *t, max_length=6, seed=4, top_k=3, top_p=0.8
+        ),
         jit_compile=True,
     )
     np.testing.assert_array_equal(
         toy.numpy(decode(*inputs).tokens), toy.numpy(decode(*inputs).tokens)
     )
+
+
+UNKNOWN_BATCH_OPTIONS = {
+    "coverage_penalty": 0.2,
+    "min_length": 1,
+    "no_repeat_ngram_size": 2,
+    "max_length_ratio": 1.2,
+    "n_best": 1,
+}
 
 
 @pytest.mark.skipif(BACKEND != "tensorflow", reason="tf.function signature")
@@ -159,6 +256,8 @@ def test_tensorflow_unknown_batch_size(rng):
             max_length=5,
             end_token=END,
             beam_width=2,
+            source_lengths=tf.reduce_sum(tf.cast(mask, "int32"), 1),
+            **UNKNOWN_BATCH_OPTIONS,
         ),
         input_signature=[
             tf.TensorSpec([None], tf.int32),
@@ -187,6 +286,8 @@ def test_tensorflow_unknown_batch_size(rng):
             max_length=5,
             end_token=END,
             beam_width=2,
+            source_lengths=constants["mask"].sum(1),
+            **UNKNOWN_BATCH_OPTIONS,
         )
         for got, want in zip(out, expected, strict=True):
             np.testing.assert_allclose(
