@@ -10,6 +10,9 @@ from keras_nmt.seq2seq.options import ATTENTIONS
 from keras_nmt.seq2seq.options import CELLS
 from keras_nmt.seq2seq.options import STYLES
 from keras_nmt.seq2seq.options import check_choice
+from keras_nmt.seq2seq.options import check_coverage_attention
+from keras_nmt.seq2seq.options import check_decoder_options
+from keras_nmt.seq2seq.options import is_monotonic
 
 
 def get_attention(attention, units, name="attention", use_coverage=False):
@@ -31,12 +34,6 @@ def get_attention(attention, units, name="attention", use_coverage=False):
         "instance (BahdanauAttention, DotProductAttention, "
         f"ScaledDotProductAttention, ...). Received: attention={attention!r}."
     )
-
-
-def is_monotonic(attention):
-    """Whether `attention` needs the previous step's alignment (monotonic
-    attention: `requires_previous_alignment` on the layer class)."""
-    return bool(getattr(attention, "requires_previous_alignment", False))
 
 
 @keras.saving.register_keras_serializable(package="keras_nmt")
@@ -182,7 +179,7 @@ class AttentionDecoder(keras.layers.Layer):
         super().__init__(**kwargs)
         check_choice("AttentionDecoder", "cell", cell, CELLS)
         check_choice("AttentionDecoder", "style", style, STYLES)
-        _check_options(
+        check_decoder_options(
             style,
             input_feeding,
             extra_attention,
@@ -216,7 +213,7 @@ class AttentionDecoder(keras.layers.Layer):
             get_attention(_deserialize(a), units, name=f"attention_{i}")
             for i, a in enumerate(extra_attention, start=2)
         ]
-        _check_coverage_attention(
+        check_coverage_attention(
             self.coverage, self.attention, self.extra_attention
         )
         self.embedding = keras.layers.Embedding(
@@ -797,106 +794,3 @@ def _deserialize(attention):
     if isinstance(attention, dict):  # from get_config
         return keras.saving.deserialize_keras_object(attention)
     return attention
-
-
-def _check_options(
-    style,
-    input_feeding,
-    extra_attention,
-    attention_layer_size,
-    output_attention,
-    layers,
-    coverage,
-    coverage_loss_weight,
-    scheduled_sampling,
-):
-    """Raise `ValueError` for option values the decoder cannot honour."""
-    luong_only = {
-        "input_feeding=True": input_feeding,
-        f"attention_layer_size={attention_layer_size!r}": (
-            attention_layer_size is not None
-        ),
-        "output_attention=False": not output_attention,
-    }
-    for option, given in luong_only.items():
-        if given and style != "luong":
-            raise ValueError(
-                f"AttentionDecoder: `{option}` is an option of the Luong "
-                "style (the attentional vector tanh(W_c [c; h]) that the "
-                "Bahdanau style does not have). Use style='luong' or leave "
-                "it out."
-            )
-    if not isinstance(extra_attention, (tuple, list)):
-        raise ValueError(
-            "AttentionDecoder: `extra_attention` must be a tuple of attention "
-            "names or layers, the mechanisms that attend alongside "
-            f"`attention`. Received: extra_attention={extra_attention!r}. "
-            "For one, pass a one-element tuple, e.g. ('general',)."
-        )
-    if attention_layer_size is not None and (
-        not isinstance(attention_layer_size, int)
-        or isinstance(attention_layer_size, bool)
-        or attention_layer_size < 1
-    ):
-        raise ValueError(
-            "AttentionDecoder: `attention_layer_size` must be a positive "
-            "integer (the width of the attentional vector) or None (units). "
-            f"Received: attention_layer_size={attention_layer_size!r}."
-        )
-    if not output_attention and not input_feeding:
-        raise ValueError(
-            "AttentionDecoder: with `output_attention=False` the output layer "
-            "reads the RNN output, and without input feeding the attention "
-            "would never reach the logits. Use input_feeding=True or "
-            "output_attention=True."
-        )
-    if not isinstance(layers, int) or isinstance(layers, bool) or layers < 1:
-        raise ValueError(
-            "AttentionDecoder: `layers` must be a positive integer, the "
-            f"number of stacked RNN layers. Received: layers={layers!r}."
-        )
-    if not 0.0 <= float(coverage_loss_weight) < float("inf"):
-        raise ValueError(
-            "AttentionDecoder: `coverage_loss_weight` must be a float >= 0. "
-            f"Received: coverage_loss_weight={coverage_loss_weight!r}."
-        )
-    if coverage_loss_weight > 0 and not coverage:
-        raise ValueError(
-            "AttentionDecoder: `coverage_loss_weight` > 0 needs "
-            "`coverage=True` (the loss compares the attention with the "
-            "coverage the decoder carries)."
-        )
-    if not 0.0 <= float(scheduled_sampling) <= 1.0:
-        raise ValueError(
-            "AttentionDecoder: `scheduled_sampling` must be a probability in "
-            f"[0, 1]. Received: scheduled_sampling={scheduled_sampling!r}."
-        )
-
-
-def _check_coverage_attention(coverage, attention, extra_attention):
-    """Coverage is carried for `attention`, a (non-monotonic)
-    `BahdanauAttention` with its coverage term."""
-    covered = (
-        isinstance(attention, BahdanauAttention) and attention.use_coverage
-    )
-    if coverage and (not covered or is_monotonic(attention)):
-        raise ValueError(
-            "AttentionDecoder: `coverage=True` needs an attention that scores "
-            "with the coverage: attention='bahdanau' or "
-            "BahdanauAttention(units, use_coverage=True). Received: "
-            f"attention={attention.__class__.__name__} (use_coverage="
-            f"{getattr(attention, 'use_coverage', None)})."
-        )
-    if not coverage and covered:
-        raise ValueError(
-            "AttentionDecoder: the attention has a coverage term "
-            "(use_coverage=True), but the decoder carries no coverage: it "
-            "would always be zero. Pass coverage=True."
-        )
-    for extra in extra_attention:
-        if getattr(extra, "use_coverage", False):
-            raise ValueError(
-                "AttentionDecoder: the coverage is carried for `attention` "
-                f"only; `extra_attention` layer '{extra.name}' has "
-                "use_coverage=True. Create it without the coverage term."
-            )

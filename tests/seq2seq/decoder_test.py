@@ -750,3 +750,48 @@ def test_scheduled_sampling_mixes_per_token_and_draws_anew(rng):
     a = ops.convert_to_numpy(model((source, target), training=True))
     b = ops.convert_to_numpy(model((source, target), training=True))
     assert np.all(np.isfinite(a)) and np.abs(a - b).max() > 1e-4
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"extra_attention": "general"}, r"tuple.*Received: extra_attention="),
+        ({"attention_layer_size": 8}, r"attention_layer_size=8.*Luong"),
+        ({"output_attention": False}, r"output_attention=False.*Luong"),
+        (
+            {"style": "luong", "output_attention": False},
+            r"never reach the logits.*input_feeding=True",
+        ),
+        (
+            {"style": "luong", "attention_layer_size": 0},
+            r"positive integer.*attention_layer_size=0",
+        ),
+        ({"layers": 0}, r"`layers` must be a positive integer.*layers=0"),
+        ({"coverage": True, "attention": "dot"}, r"coverage=True.*bahdanau"),
+        (
+            {"coverage": True, "attention": BahdanauAttention(4)},
+            r"use_coverage=True\).*use_coverage=False",
+        ),
+        (
+            {"attention": BahdanauAttention(4, use_coverage=True)},
+            r"no coverage.*Pass coverage=True",
+        ),
+        (
+            {
+                "coverage": True,
+                "extra_attention": (BahdanauAttention(4, use_coverage=True),),
+            },
+            r"for `attention` only",
+        ),
+        (
+            {"coverage": True, "attention": BahdanauMonotonicAttention(4)},
+            r"coverage=True",
+        ),
+        ({"coverage_loss_weight": 0.1}, r"needs `coverage=True`"),
+        ({"coverage_loss_weight": -1.0}, r"coverage_loss_weight.*>= 0"),
+        ({"scheduled_sampling": 1.5}, r"probability in \[0, 1\]"),
+    ],
+)
+def test_bad_new_options_raise(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        AttentionDecoder(30, 8, 12, **kwargs)
