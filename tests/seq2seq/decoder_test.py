@@ -614,6 +614,7 @@ def test_coverage_enters_the_score(rng, monkeypatch):
 
     monkeypatch.setattr(attention, "attend", spy)
     _, weights, _ = _steps(model, source, target)
+    monkeypatch.undo()  # (the teacher-forced loop below traces on JAX)
     expected = np.cumsum(weights, axis=1) - weights
     np.testing.assert_allclose(np.stack(seen, 1), expected, atol=1e-6)
     # A zero w_c gives the decoder without coverage.
@@ -667,11 +668,10 @@ def test_monotonic_alignment_is_carried(kind, rng, monkeypatch):
         seen.append(ops.convert_to_numpy(previous_alignment))
         return original(*args, previous_alignment=previous_alignment, **kwargs)
 
-    monkeypatch.setattr(attention, "attend", spy)
     # Soft (expected) alignments in training, without noise: the steps
     # equal teacher forcing there too.
     logits, weights = _teacher_forced(model, source, target, training=True)
-    seen.clear()
+    monkeypatch.setattr(attention, "attend", spy)
     step_logits, step_weights, states = _steps(
         model, source, target, training=True
     )
