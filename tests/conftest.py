@@ -1,7 +1,15 @@
 import os
+import signal
 
 # Quiet TensorFlow before anything imports it.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+# A test run started in the background (`cmd &`, nohup, some CI runners)
+# inherits SIGINT ignored, and so would every command the tests start, which
+# then could not be interrupted as the Ctrl-C tests do. A caught signal is
+# reset to its default in a child process, an ignored one is not: catch it.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
