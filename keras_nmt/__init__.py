@@ -35,3 +35,9 @@ _SUBMODULES = ("layers", "seq2seq", "decoding", "text", "training")
 __all__ = ["__version__", *_EXPORTS]
 
 __getattr__, __dir__ = lazy.attach(__name__, _EXPORTS, _SUBMODULES)
+
+# Where Keras is already loaded, register the layers now, so that a `.keras`
+# file using them loads after `import keras_nmt` without custom_objects;
+# without Keras (the command line), they register on first use.
+if "keras" in __import__("sys").modules:
+    from keras_nmt import layers  # noqa: F401, E402
