@@ -26,7 +26,7 @@ def length_mask(lengths, length):
     return ops.less(positions, ops.expand_dims(ops.cast(lengths, "int32"), -1))
 
 
-def _keys_to_attend(value_mask, key_mask, value_lengths, key_length):
+def keys_to_attend(value_mask, key_mask, value_lengths, key_length):
     """Boolean `(B, Tk)`: the keys no mask and no length leaves out.
 
     None when none is given. Like `keras.layers.MultiHeadAttention`, a key
@@ -154,7 +154,7 @@ class BaseAttention(keras.layers.Layer):
             use_causal_mask=use_causal_mask,
         )
         key = self._as_float(key)
-        keys = _keys_to_attend(
+        keys = keys_to_attend(
             value_mask, key_mask, value_lengths, ops.shape(key)[1]
         )
         if keys is not None:
@@ -208,7 +208,7 @@ class BaseAttention(keras.layers.Layer):
                 query_mask = ops.expand_dims(query_mask, 1)
         scores = ops.cast(self.score(query, projected_keys), "float32")
         mask = None
-        keys = _keys_to_attend(
+        keys = keys_to_attend(
             value_mask, key_mask, value_lengths, ops.shape(value)[1]
         )
         if keys is not None:

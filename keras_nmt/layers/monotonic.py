@@ -30,6 +30,8 @@ TensorFlow Addons' three modes (`monotonic_attention` in
 import keras
 from keras import ops
 
+from keras_nmt.layers.base_attention import keys_to_attend
+
 MODES = ("parallel", "recursive", "hard")
 
 # Smallest normal float32 (numpy.finfo("float32").tiny): `safe_cumprod`
@@ -200,19 +202,7 @@ def attended_keys(
             `j < value_lengths[b]`.
         key_length: `Tk`, needed with `value_lengths`.
     """
-    masks = [
-        ops.cast(m, "bool") for m in (value_mask, key_mask) if m is not None
-    ]
-    if value_lengths is not None:
-        positions = ops.expand_dims(ops.arange(key_length, dtype="int32"), 0)
-        lengths = ops.expand_dims(ops.cast(value_lengths, "int32"), -1)
-        masks.append(ops.less(positions, lengths))
-    if not masks:
-        return None
-    keys = masks[0]
-    for mask in masks[1:]:
-        keys = ops.logical_and(keys, mask)
-    return keys
+    return keys_to_attend(value_mask, key_mask, value_lengths, key_length)
 
 
 def stopping_probabilities(energies, hard, keys=None):
