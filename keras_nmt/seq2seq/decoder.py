@@ -45,7 +45,8 @@ class AttentionDecoder(keras.layers.Layer):
     - `style="bahdanau"` (Bahdanau et al., 2014): the *previous* decoder
       state `s_{t-1}` scores every encoder state; the softmax-weighted sum is
       the context `c_t`; `[embedding(y_{t-1}); c_t]` is the RNN's input;
-      the logits come from `[s_t; c_t]`.
+      the logits come from `[s_t; c_t]`, or, with `readout_units`, from
+      the deep output below.
     - `style="luong"` (Luong et al., 2015): the RNN steps first; its *new*
       state `h_t` scores the encoder states; the attentional vector
       `h~_t = tanh(W_c [c_t; h_t])` gives the logits. With
@@ -91,6 +92,15 @@ class AttentionDecoder(keras.layers.Layer):
       `requires_previous_alignment = True` gets the previous step's
       alignment at every step (`initial_alignment` before the first one);
       the decoder carries it in its state.
+    - **Deep output** (`readout_units`, Bahdanau style; Bahdanau, Cho and
+      Bengio, 2014, appendix A.2.2): a readout
+      `t~_t = U_o s_t + V_o E y_{t-1} + C_o c_t` (one Dense of
+      `2 * readout_units` over `[s_t; c_t; E y_{t-1}]`), maxout over
+      adjacent pairs, `t_t,j = max(t~_t,2j-1, t~_t,2j)`, then the logits
+      `W_o t_t`. The appendix writes `s_{i-1}`, its equation (4) and
+      Nematus (dl4mt) use the new state `s_i`: this is `s_t` here, the state
+      after the step that read `y_{t-1}` and `c_t`, the one the output layer
+      reads without the option.
     - **Scheduled sampling** (`scheduled_sampling`; Bengio et al., 2015): in
       training, each target position after the first is fed, with that
       probability, the model's own previous prediction (the argmax of the
@@ -119,7 +129,8 @@ class AttentionDecoder(keras.layers.Layer):
         cell: `"lstm"` or `"gru"`.
         input_feeding: bool, Luong style only.
         dropout: float in `[0, 1)`, dropout on the embeddings and on the
-            features before the output layer, in training.
+            features before the output layer (before the readout, with
+            `readout_units`), in training.
         extra_attention: tuple of further attention names or layer instances
             (never a bare name: `("general",)`), each attending alongside
             `attention`. Default `()`.
@@ -136,6 +147,9 @@ class AttentionDecoder(keras.layers.Layer):
         scheduled_sampling: float in `[0, 1]`, the probability of feeding
             the model's own prediction in training. Default 0: off.
         seed: optional int, seed of the scheduled sampling's draws.
+        readout_units: int >= 1, Bahdanau style: the deep output with that
+            many maxout units between `[s_t; c_t; E y_{t-1}]` and the
+            logits. Default None: the logits read `[s_t; c_t]`.
         **kwargs: standard layer keyword arguments.
 
     Call arguments:
@@ -174,6 +188,7 @@ class AttentionDecoder(keras.layers.Layer):
         coverage_loss_weight=0.0,
         scheduled_sampling=0.0,
         seed=None,
+        readout_units=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -189,6 +204,7 @@ class AttentionDecoder(keras.layers.Layer):
             coverage,
             coverage_loss_weight,
             scheduled_sampling,
+            readout_units,
         )
         self.vocab_size = vocab_size
         self.embedding_dim = embedding_dim
@@ -206,6 +222,7 @@ class AttentionDecoder(keras.layers.Layer):
         self.coverage_loss_weight = float(coverage_loss_weight)
         self.scheduled_sampling = float(scheduled_sampling)
         self.seed = seed
+        self.readout_units = readout_units
         self.attention = get_attention(
             _deserialize(attention), units, use_coverage=self.coverage
         )
@@ -244,6 +261,13 @@ class AttentionDecoder(keras.layers.Layer):
                 use_bias=False,
                 dtype=self.dtype_policy,
                 name="attentional",
+            )
+        # None without the option: the weights of a decoder without it are
+        # those it had before the option existed.
+        self.readout_dense = None
+        if readout_units is not None:
+            self.readout_dense = keras.layers.Dense(
+                2 * readout_units, dtype=self.dtype_policy, name="readout"
             )
         self.output_dense = keras.layers.Dense(
             vocab_size, dtype=self.dtype_policy, name="logits"
@@ -308,6 +332,11 @@ class AttentionDecoder(keras.layers.Layer):
                     else self.units,
                 )
             )
+        elif self.readout_dense is not None:
+            self.readout_dense.build(
+                (None, self.units + context_dim + self.embedding_dim)
+            )
+            self.output_dense.build((None, self.readout_units))
         else:
             self.output_dense.build((None, self.units + context_dim))
         if self.scheduled_sampling > 0:
@@ -392,10 +421,12 @@ class AttentionDecoder(keras.layers.Layer):
             float32 logits `(batch_size, vocab_size)`, attention weights
             `(batch_size, Ts)`, and the new state tuple.
         """
-        gates = self._embedding_gates(self.embedding(tokens), training)
+        embedded = self.embedding(tokens)
+        gates = self._embedding_gates(embedded, training)
         features, weights, state = self._step_core(
             gates, state, constants, training
         )
+        features = self._readout_input(features, embedded)
         return self._logits(features, training), weights, state
 
     # ---- teacher forcing -------------------------------------------------
@@ -417,14 +448,13 @@ class AttentionDecoder(keras.layers.Layer):
             )
         state = self.initial_state(encoder_state, source_mask)
         constants = self.constants(encoder_outputs, source_mask)
+        embedded = self.embedding(target_in_tokens)
         # (B, T, gates): the embedding's share of the gates, for all steps.
-        gates = self._embedding_gates(
-            self.embedding(target_in_tokens), training
-        )
+        gates = self._embedding_gates(embedded, training)
         gates = ops.moveaxis(gates, 1, 0)  # time-major for the loop
         if training and self.scheduled_sampling > 0:
             logits, weights, states = self._sampled_pass(
-                gates, state, constants, training
+                gates, state, constants, training, embedded
             )
         else:
             if self._batched_attention():
@@ -436,6 +466,9 @@ class AttentionDecoder(keras.layers.Layer):
                 features, weights, states = self._stepwise_pass(
                     gates, state, constants, training
                 )
+            # The readout reads the embedding of the previous token: the
+            # decoder input at the same position.
+            features = self._readout_input(features, embedded)
             logits = self._logits(features, training)
         if training and self.coverage_loss_weight > 0:
             self.add_loss(
@@ -522,11 +555,13 @@ class AttentionDecoder(keras.layers.Layer):
         _, (features, weights, states) = ops.scan(decoder_step, init, steps)
         return ops.moveaxis(features, 0, 1), ops.moveaxis(weights, 0, 1), states
 
-    def _sampled_pass(self, gates, state, constants, training):
+    def _sampled_pass(self, gates, state, constants, training, embedded):
         """Scheduled sampling: the time loop computes the logits, and feeds
         the argmax of step t-1's where the draw for step t says so (never at
         step 0, `[START]`). Every random draw happens before the loop (on
-        JAX a seed generator cannot advance inside `ops.scan`)."""
+        JAX a seed generator cannot advance inside `ops.scan`). `embedded`:
+        the embeddings of the gold tokens `(B, T, embedding_dim)`, which
+        the readout (`readout_units`) reads where the gold token is fed."""
         steps, batch = ops.shape(gates)[0], ops.shape(gates)[1]
         generator = self.sampling_seed_generator
         draws = keras.random.uniform((steps, batch), seed=generator)
@@ -536,7 +571,7 @@ class AttentionDecoder(keras.layers.Layer):
             ops.expand_dims(ops.arange(steps) > 0, 1),
         )
         names, drawn = self._draw_ahead(gates, constants, training)
-        features_dim = self._features_dim(constants)
+        features_dim = self._readout_input_dim(constants)
         embedding_mask = feature_mask = None
         if training and self.dropout > 0:
             ones = ops.ones((steps, batch, self.embedding_dim + features_dim))
@@ -546,15 +581,20 @@ class AttentionDecoder(keras.layers.Layer):
         extras = tuple(
             m for m in (embedding_mask, feature_mask) if m is not None
         )
+        gold = ()
+        if self.readout_dense is not None:
+            gold = ops.moveaxis(embedded, 1, 0)
 
         def decoder_step(carry, inputs):
             logits, _, state = carry
-            gates_t, sampled_t, drawn_t, extras_t = inputs
+            gates_t, sampled_t, drawn_t, extras_t, gold_t = inputs
+            sampled_t = ops.expand_dims(sampled_t, 1)
             embedded = self.embedding(ops.argmax(logits, axis=-1))
+            previous = embedded
             if extras_t:
                 embedded = embedded * ops.cast(extras_t[0], embedded.dtype)
             own = self._gates(embedded)
-            gates_t = ops.where(ops.expand_dims(sampled_t, 1), own, gates_t)
+            gates_t = ops.where(sampled_t, own, gates_t)
             features, weights, state = self._step_core(
                 gates_t,
                 state,
@@ -562,9 +602,12 @@ class AttentionDecoder(keras.layers.Layer):
                 training,
                 self._step_draws(names, drawn_t),
             )
+            if self.readout_dense is not None:
+                previous = ops.where(sampled_t, previous, gold_t)
+                features = self._readout_input(features, previous)
             if extras_t:
                 features = features * ops.cast(extras_t[1], features.dtype)
-            logits = ops.cast(self.output_dense(features), "float32")
+            logits = self._project(features)
             carry = (logits, weights, state)
             return carry, carry
 
@@ -574,7 +617,7 @@ class AttentionDecoder(keras.layers.Layer):
             state,
         )
         _, (logits, weights, states) = ops.scan(
-            decoder_step, init, (gates, sampled, drawn, extras)
+            decoder_step, init, (gates, sampled, drawn, extras, gold)
         )
         return ops.moveaxis(logits, 0, 1), ops.moveaxis(weights, 0, 1), states
 
@@ -605,13 +648,20 @@ class AttentionDecoder(keras.layers.Layer):
         return draws
 
     def _features_dim(self, constants):
-        """Width of what the output layer reads."""
+        """Width of what `_step_core` returns: what the output layer reads
+        without the readout."""
         if self.style == "luong":
             if self.output_attention:
                 return self._attentional_size()
             return self.units
         encoder_dim = constants[0].shape[-1]
         return self.units + encoder_dim * len(self._attentions())
+
+    def _readout_input_dim(self, constants):
+        """Width of what `_logits` reads (the readout's input with
+        `readout_units`)."""
+        extra = self.embedding_dim if self.readout_dense is not None else 0
+        return self._features_dim(constants) + extra
 
     def _coverage_loss(self, weights, states, target_in_tokens):
         """See et al. (2017), eq. 12: `sum_i min(a_i^t, c_i^t)` per target
@@ -756,9 +806,25 @@ class AttentionDecoder(keras.layers.Layer):
         state = self._join_state(rnn, attentional, coverage, alignments)
         return features, weights, state
 
+    def _readout_input(self, features, embedded):
+        """`[s_t; c_t]` as it is without the readout, `[s_t; c_t; E
+        y_{t-1}]` with it (`embedded`: the embedding of the token the step
+        read, before dropout)."""
+        if self.readout_dense is None:
+            return features
+        return ops.concatenate([features, embedded], axis=-1)
+
+    def _project(self, features):
+        """Float32 logits from the (dropped-out) features: the readout and
+        its maxout over adjacent pairs first, with `readout_units`."""
+        if self.readout_dense is not None:
+            readout = self.readout_dense(features)
+            features = ops.maximum(readout[..., 0::2], readout[..., 1::2])
+        return ops.cast(self.output_dense(features), "float32")
+
     def _logits(self, features, training):
         features = self.dropout_layer(features, training=training)
-        return ops.cast(self.output_dense(features), "float32")
+        return self._project(features)
 
     def get_config(self):
         config = super().get_config()
@@ -785,6 +851,7 @@ class AttentionDecoder(keras.layers.Layer):
                 "coverage_loss_weight": self.coverage_loss_weight,
                 "scheduled_sampling": self.scheduled_sampling,
                 "seed": self.seed,
+                "readout_units": self.readout_units,
             }
         )
         return config

@@ -3,6 +3,7 @@ from keras import ops
 
 from keras_nmt.seq2seq.options import CELLS
 from keras_nmt.seq2seq.options import check_choice
+from keras_nmt.seq2seq.options import check_encoder_layers
 
 
 @keras.saving.register_keras_serializable(package="keras_nmt")
@@ -17,13 +18,24 @@ class Encoder(keras.layers.Layer):
     cell: `[h, c]` for an LSTM, `[h]` for a GRU), from which the decoder
     computes its initial state.
 
+    With `layers > 1` the bidirectional RNNs are stacked: each layer reads
+    the concatenated states of the one below (after dropout, in training);
+    the top layer's states are the outputs and its final states are
+    `final_state`. (The decoder starts every one of its layers from its own
+    projection of that top final state, whatever the number of layers on
+    either side.) One layer (the default) is the encoder without the option,
+    weights included.
+
     Args:
         vocab_size: int, source vocabulary size (including padding 0).
         embedding_dim: int, size of the token embeddings.
         units: int, even; size of the returned states (`units // 2` per
             direction).
         cell: `"lstm"` or `"gru"`.
-        dropout: float in `[0, 1)`, dropout on the embeddings in training.
+        dropout: float in `[0, 1)`, dropout on the embeddings and between
+            stacked layers, in training.
+        layers: int >= 1, number of stacked bidirectional RNN layers.
+            Default 1.
         **kwargs: standard layer keyword arguments.
 
     Call arguments:
@@ -51,10 +63,12 @@ class Encoder(keras.layers.Layer):
         units,
         cell="lstm",
         dropout=0.0,
+        layers=1,
         **kwargs,
     ):
         super().__init__(**kwargs)
         check_choice("Encoder", "cell", cell, CELLS)
+        check_encoder_layers(layers)
         if units % 2:
             raise ValueError(
                 "Encoder: `units` must be even (units // 2 per direction of "
@@ -65,6 +79,8 @@ class Encoder(keras.layers.Layer):
         self.units = units
         self.cell = cell
         self.dropout = dropout
+        # Not `self.layers` (see AttentionDecoder).
+        self.num_layers = int(layers)
         self.embedding = keras.layers.Embedding(
             vocab_size,
             embedding_dim,
@@ -72,30 +88,46 @@ class Encoder(keras.layers.Layer):
             dtype=self.dtype_policy,
             name="embedding",
         )
-        rnn_class = keras.layers.LSTM if cell == "lstm" else keras.layers.GRU
-        self.rnn = keras.layers.Bidirectional(
+        # The first layer keeps the attribute and name it had before the
+        # option, so that saved one-layer encoders still load.
+        self.rnn = self._bidirectional("bidirectional")
+        self.upper_rnns = [
+            self._bidirectional(f"bidirectional_{layer}")
+            for layer in range(2, self.num_layers + 1)
+        ]
+        self.dropout_layer = keras.layers.Dropout(
+            dropout, dtype=self.dtype_policy, name="dropout"
+        )
+
+    def _bidirectional(self, name):
+        rnn_class = (
+            keras.layers.LSTM if self.cell == "lstm" else keras.layers.GRU
+        )
+        return keras.layers.Bidirectional(
             rnn_class(
-                units // 2,
+                self.units // 2,
                 return_sequences=True,
                 return_state=True,
                 dtype=self.dtype_policy,
             ),
             dtype=self.dtype_policy,
-            name="bidirectional",
-        )
-        self.dropout_layer = keras.layers.Dropout(
-            dropout, dtype=self.dtype_policy, name="dropout"
+            name=name,
         )
 
     def build(self, source_tokens_shape):
         self.embedding.build(source_tokens_shape)
         self.rnn.build((*source_tokens_shape, self.embedding_dim))
+        for rnn in self.upper_rnns:
+            rnn.build((*source_tokens_shape, self.units))
 
     def call(self, source_tokens, training=None):
         mask = ops.not_equal(source_tokens, 0)
         x = self.embedding(source_tokens)
         x = self.dropout_layer(x, training=training)
         outputs, *states = self.rnn(x, mask=mask, training=training)
+        for rnn in self.upper_rnns:
+            x = self.dropout_layer(outputs, training=training)
+            outputs, *states = rnn(x, mask=mask, training=training)
         half = len(states) // 2
         final_state = [
             ops.concatenate([forward, backward], axis=-1)
@@ -126,6 +158,7 @@ class Encoder(keras.layers.Layer):
                 "units": self.units,
                 "cell": self.cell,
                 "dropout": self.dropout,
+                "layers": self.num_layers,
             }
         )
         return config

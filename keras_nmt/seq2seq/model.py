@@ -23,6 +23,8 @@ def build_seq2seq(
     coverage_loss_weight: float = 0.0,
     scheduled_sampling: float = 0.0,
     seed: int | None = None,
+    readout_units: int | None = None,
+    encoder_layers: int = 1,
     name: str = "seq2seq",
 ) -> keras.Model:
     """An attention encoder-decoder as a functional `keras.Model`.
@@ -32,8 +34,10 @@ def build_seq2seq(
     forcing on a dataset of `((source, target_in), target_out)`, e.g. with
     `compile_seq2seq`. The encoder is a bidirectional LSTM/GRU whose states
     (`units // 2` per direction) all reach the decoder; its final states
-    initialise the decoder. The layers are named `"encoder"` and `"decoder"`
-    (see `attention_model` and `keras_nmt.seq2seq.Seq2SeqInference`).
+    initialise the decoder (with `encoder_layers > 1`, stacked
+    bidirectional layers, the top one's). The layers are named `"encoder"`
+    and `"decoder"` (see `attention_model` and
+    `keras_nmt.seq2seq.Seq2SeqInference`).
 
     The options from `extra_attention` on are those of `AttentionDecoder`
     (TensorFlow Addons' `AttentionWrapper` options, coverage, scheduled
@@ -65,6 +69,13 @@ def build_seq2seq(
             model's own previous prediction in training (see
             `ScheduledSampling` for a schedule).
         seed: optional int, seed of the scheduled sampling.
+        readout_units: int, Bahdanau style: the deep output (Bahdanau et
+            al., 2014, appendix A.2.2), a maxout readout of that many units
+            over `[s_t; c_t; E y_{t-1}]` before the logits. Default None:
+            the logits read `[s_t; c_t]`.
+        encoder_layers: int, number of stacked bidirectional encoder
+            layers (dropout between them); the decoder starts from the top
+            layer's final states. Default 1.
         name: model name.
 
     Returns:
@@ -85,6 +96,7 @@ def build_seq2seq(
         units,
         cell=cell,
         dropout=dropout,
+        layers=encoder_layers,
         name="encoder",
     )
     decoder = AttentionDecoder(
@@ -104,6 +116,7 @@ def build_seq2seq(
         coverage_loss_weight=coverage_loss_weight,
         scheduled_sampling=scheduled_sampling,
         seed=seed,
+        readout_units=readout_units,
         name="decoder",
     )
     encoder_outputs, source_mask, encoder_state = encoder(source)

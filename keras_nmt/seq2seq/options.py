@@ -35,6 +35,7 @@ def check_decoder_options(
     coverage,
     coverage_loss_weight,
     scheduled_sampling,
+    readout_units=None,
 ):
     """Raise `ValueError` for option values the decoder cannot honour."""
     luong_only = {
@@ -96,6 +97,41 @@ def check_decoder_options(
         raise ValueError(
             "AttentionDecoder: `scheduled_sampling` must be a probability in "
             f"[0, 1]. Received: scheduled_sampling={scheduled_sampling!r}."
+        )
+    check_readout_units(style, readout_units)
+
+
+def check_readout_units(style, readout_units):
+    """`readout_units`: None, or a positive int with the Bahdanau style."""
+    if readout_units is None:
+        return
+    if (
+        not isinstance(readout_units, int)
+        or isinstance(readout_units, bool)
+        or readout_units < 1
+    ):
+        raise ValueError(
+            "AttentionDecoder: `readout_units` must be a positive integer "
+            "(the number of maxout units of the deep output, e.g. 256) or "
+            f"None (no deep output). Received: readout_units={readout_units!r}."
+        )
+    if style != "bahdanau":
+        raise ValueError(
+            f"AttentionDecoder: `readout_units={readout_units!r}` is an option "
+            "of the Bahdanau style (the deep-output maxout readout of "
+            "Bahdanau et al., 2014). The Luong style already has its "
+            "attentional layer tanh(W_c [c; h]) before the output: size it "
+            "with attention_layer_size, or use style='bahdanau'."
+        )
+
+
+def check_encoder_layers(layers):
+    """`layers` of the encoder: a positive int."""
+    if not isinstance(layers, int) or isinstance(layers, bool) or layers < 1:
+        raise ValueError(
+            "Encoder: `layers` (build_seq2seq's `encoder_layers`) must be a "
+            "positive integer, the number of stacked bidirectional RNN "
+            f"layers. Received: {layers!r}."
         )
 
 
