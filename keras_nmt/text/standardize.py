@@ -78,6 +78,36 @@ def standardize(text) -> tf.Tensor:
     return tf.strings.strip(text)
 
 
+def standardize_cased(text) -> tf.Tensor:
+    """Standardise sentences for subword tokenisation, keeping case.
+
+    Steps: NFC normalisation (`tensorflow_text.normalize_utf8`), so a
+    letter typed decomposed ("e" + combining acute) and precomposed ("é")
+    give the same subwords; every run of whitespace (`\\s` and Unicode
+    separators `\\p{Z}`, e.g. no-break spaces) collapsed to one space;
+    leading and trailing space stripped. Nothing else changes: case,
+    punctuation, digits, symbols and emoji are kept as written, and the
+    subword model's byte fallback covers any character.
+
+    Args:
+        text: a string, a list of strings or a `tf.string` tensor of any
+            shape.
+
+    Returns:
+        A `tf.string` tensor of the same shape.
+
+    Example:
+
+    >>> text = standardize_cased(["  Que\\u0301  tal,\\u00a0Ana? "])
+    >>> text.numpy()[0].decode()
+    'Qué tal, Ana?'
+    """
+    text = _as_string_tensor(text)
+    text = tf_text.normalize_utf8(text, "NFC")
+    text = tf.strings.regex_replace(text, _SPACES, " ")
+    return tf.strings.strip(text)
+
+
 def add_start_end(text) -> tf.Tensor:
     """Wrap standardised sentences in `[START]` and `[END]` tokens.
 

@@ -38,7 +38,9 @@ _CHUNK = 8192  # sentences standardised per op call when counting words
 # TensorFlow.
 
 
-def _as_sentence_batch(strings, where: str) -> tf.Tensor:
+def as_sentence_batch(strings, where: str) -> tf.Tensor:
+    """`strings` (a list of strings or a 1-D `tf.string` tensor) as a 1-D
+    `tf.string` tensor; `ValueError` naming `where` otherwise."""
     if isinstance(strings, (str, bytes)):
         raise ValueError(
             f"{where} expects a batch of sentences; received a single "
@@ -104,7 +106,7 @@ def build_vocabulary(
     counts = collections.Counter()
     sentences = list(sentences)
     for begin in range(0, len(sentences), _CHUNK):
-        chunk = _as_sentence_batch(
+        chunk = as_sentence_batch(
             sentences[begin : begin + _CHUNK], "build_vocabulary"
         )
         for line in standardize(chunk).numpy():
@@ -156,7 +158,8 @@ def _check_tokens(tokens, name: str) -> tuple[str, ...]:
     return tokens
 
 
-def _check_max_length(max_length) -> int:
+def check_max_length(max_length) -> int:
+    """`max_length` as an int; `ValueError` unless an integer >= 3."""
     if (
         isinstance(max_length, bool)
         or not isinstance(max_length, (int, np.integer))
@@ -167,6 +170,137 @@ def _check_max_length(max_length) -> int:
             "(the longest token sequence, counting [START] and [END])."
         )
     return int(max_length)
+
+
+def wrap_ids(
+    ids: tf.RaggedTensor, max_length: int
+) -> tuple[tf.RaggedTensor, tf.Tensor]:
+    """Truncate each row of token ids and wrap it in `[START]` ... `[END]`.
+
+    A row with more than `max_length - 2` tokens keeps its first
+    `max_length - 2`, so every result ends with `[END]` and is at most
+    `max_length` long.
+
+    Args:
+        ids: an int32 `tf.RaggedTensor` `(batch, None)`, without
+            `[START]` / `[END]`.
+        max_length: the longest result, `[START]` and `[END]` included.
+
+    Returns:
+        `(ids, n_truncated)`: the wrapped int32 ragged ids and a scalar
+        int64 tensor counting the truncated rows.
+    """
+    limit = max_length - 2
+    n_truncated = tf.math.count_nonzero(ids.row_lengths() > limit)
+    ids = ids[:, :limit]
+    column = tf.ones([ids.nrows(), 1], dtype=tf.int32)
+    ids = tf.concat([column * START_ID, ids, column * END_ID], axis=1)
+    return ids, n_truncated
+
+
+def warn_truncated(
+    where: str, n_truncated, n_rows, max_length: int, unit: str
+) -> None:
+    """Warn (eagerly only) that `n_truncated` of `n_rows` sentences had
+    more than `max_length - 2` `unit`s (e.g. "words") and were cut."""
+    if tf.executing_eagerly() and int(n_truncated):
+        warnings.warn(
+            f"{where}: {int(n_truncated)} of {int(n_rows)} sentence(s) had "
+            f"more than max_length - 2 = {max_length - 2} {unit} and were "
+            f"truncated to max_length={max_length} tokens (ending with "
+            "[END]). Use a larger max_length (of the Vocabulary or "
+            "TextProcessor) to keep them whole.",
+            stacklevel=4,
+        )
+
+
+def checked_ids(ids, size: int, name: str) -> tf.Tensor:
+    """Ids `(batch, length)`, dense or ragged, as a dense int64 tensor
+    (padded with 0) that fails at run time on an id outside `[0, size)`;
+    TensorFlow ops only. `ValueError` on another rank."""
+    if isinstance(ids, tf.RaggedTensor):
+        ids = ids.to_tensor(PAD_ID)
+    ids = tf.cast(tf.convert_to_tensor(ids), tf.int64)
+    if ids.shape.rank != 2:
+        raise ValueError(
+            "detokenize expects ids of shape (batch, length); "
+            f"received shape {ids.shape}. Wrap one sentence in a list."
+        )
+    with tf.control_dependencies(
+        [
+            tf.debugging.assert_non_negative(
+                ids, message=f"{name} ids must be >= 0"
+            ),
+            tf.debugging.assert_less(
+                ids,
+                tf.constant(size, tf.int64),
+                message=f"{name} ids must be < the vocabulary size={size}",
+            ),
+        ]
+    ):
+        return tf.identity(ids)
+
+
+def content_mask(ids: tf.Tensor) -> tf.Tensor:
+    """True where `ids` `(batch, length)` hold a token to show: before the
+    row's first `[END]`, and neither padding nor `[START]`."""
+    ended = tf.cumsum(tf.cast(tf.equal(ids, END_ID), tf.int32), axis=1)
+    return (
+        tf.equal(ended, 0)
+        & tf.not_equal(ids, PAD_ID)
+        & tf.not_equal(ids, START_ID)
+    )
+
+
+def ids_array(ids, size: int, name: str) -> np.ndarray:
+    """Ids `(batch, length)` (array, tensor, ragged tensor or list of
+    lists) as a 2-D integer NumPy array padded with 0; `ValueError` on
+    another rank, a non-integer dtype or an id outside `[0, size)`."""
+    if isinstance(ids, (list, tuple)):
+        ids = tf.ragged.constant(ids, dtype=tf.int64, ragged_rank=1)
+    if isinstance(ids, tf.RaggedTensor):
+        ids = ids.to_tensor(PAD_ID)
+    array = np.asarray(ids)
+    if array.ndim != 2:
+        raise ValueError(
+            "detokenize expects ids of shape (batch, length); "
+            f"received shape {array.shape}. Wrap one sentence in a list."
+        )
+    if not np.issubdtype(array.dtype, np.integer):
+        raise ValueError(
+            f"detokenize expects integer ids; received dtype {array.dtype}."
+        )
+    if array.size and (array.min() < 0 or array.max() >= size):
+        raise ValueError(
+            f"Ids of vocabulary {name!r} must lie in [0, {size}) (its "
+            f"size); received ids from {array.min()} to {array.max()}. Use "
+            "the vocabulary the model was trained with."
+        )
+    return array
+
+
+def ids_to_token_lists(ids, tokens: Sequence[str], name: str) -> list:
+    """Ids `(batch, length)` -> one list of `tokens[id]` per row, padding
+    left out; `ValueError` on an id outside `[0, len(tokens))`."""
+    if isinstance(ids, tf.RaggedTensor):
+        ids = ids.to_list()
+    elif isinstance(ids, tf.Tensor):
+        ids = ids.numpy()
+    size = len(tokens)
+    out = []
+    for row in ids:
+        row_tokens = []
+        for i in row:
+            i = int(i)
+            if not 0 <= i < size:
+                raise ValueError(
+                    f"Id {i} is outside [0, {size}) (the size of "
+                    f"vocabulary {name!r})."
+                )
+            if i != PAD_ID:
+                row_tokens.append(tokens[i])
+        out.append(row_tokens)
+    return out
 
 
 class Vocabulary(tf.Module):
@@ -227,7 +361,7 @@ class Vocabulary(tf.Module):
     ):
         super().__init__(name=name)
         self._tokens = _check_tokens(tokens, name)
-        self.max_length = _check_max_length(max_length)
+        self.max_length = check_max_length(max_length)
         with self.name_scope:
             initializer = tf.lookup.KeyValueTensorInitializer(
                 keys=tf.constant(self._tokens, dtype=tf.string),
@@ -305,27 +439,19 @@ class Vocabulary(tf.Module):
             tensor counting the sentences with more than `max_length - 2`
             words.
         """
-        text = _as_sentence_batch(strings, f"Vocabulary {self.name!r}")
+        text = as_sentence_batch(strings, f"Vocabulary {self.name!r}")
         words = tf.strings.split(standardize(text))
-        limit = self.max_length - 2
-        n_truncated = tf.math.count_nonzero(words.row_lengths() > limit)
-        ids = self._table.lookup(words[:, :limit])
-        column = tf.ones([ids.nrows(), 1], dtype=tf.int32)
-        ids = tf.concat([column * START_ID, ids, column * END_ID], axis=1)
-        return ids, n_truncated
+        return wrap_ids(self._table.lookup(words), self.max_length)
 
     def _tokenize_and_warn(self, strings) -> tf.RaggedTensor:
         ids, n_truncated = self.tokenize_counting(strings)
-        if tf.executing_eagerly() and int(n_truncated):
-            warnings.warn(
-                f"Vocabulary {self.name!r}: {int(n_truncated)} of "
-                f"{int(ids.nrows())} sentence(s) had more than "
-                f"max_length - 2 = {self.max_length - 2} words and were "
-                f"truncated to max_length={self.max_length} tokens (ending "
-                "with [END]). Use a larger max_length (of the Vocabulary or "
-                "TextProcessor) to keep them whole.",
-                stacklevel=3,
-            )
+        warn_truncated(
+            f"Vocabulary {self.name!r}",
+            n_truncated,
+            ids.nrows(),
+            self.max_length,
+            "words",
+        )
         return ids
 
     def tokenize_ragged(self, strings) -> tf.RaggedTensor:
@@ -371,38 +497,9 @@ class Vocabulary(tf.Module):
         Returns:
             A `tf.string` tensor of shape `(batch,)`.
         """
-        if isinstance(ids, tf.RaggedTensor):
-            ids = ids.to_tensor(PAD_ID)
-        ids = tf.cast(tf.convert_to_tensor(ids), tf.int64)
-        if ids.shape.rank != 2:
-            raise ValueError(
-                "detokenize expects ids of shape (batch, length); "
-                f"received shape {ids.shape}. Wrap one sentence in a list."
-            )
-        size = self.size
-        with tf.control_dependencies(
-            [
-                tf.debugging.assert_non_negative(
-                    ids, message=f"{self.name} ids must be >= 0"
-                ),
-                tf.debugging.assert_less(
-                    ids,
-                    tf.constant(size, tf.int64),
-                    message=(
-                        f"{self.name} ids must be < the vocabulary size={size}"
-                    ),
-                ),
-            ]
-        ):
-            ids = tf.identity(ids)
-        ended = tf.cumsum(tf.cast(tf.equal(ids, END_ID), tf.int32), axis=1)
-        keep = (
-            tf.equal(ended, 0)
-            & tf.not_equal(ids, PAD_ID)
-            & tf.not_equal(ids, START_ID)
-        )
+        ids = checked_ids(ids, self.size, self.name)
         tokens = tf.ragged.boolean_mask(
-            tf.gather(self._token_strings, ids), keep
+            tf.gather(self._token_strings, ids), content_mask(ids)
         )
         return join_tokens(tokens)
 
@@ -423,27 +520,7 @@ class Vocabulary(tf.Module):
         Raises:
             ValueError: if ids are not 2-D or lie outside `[0, size)`.
         """
-        if isinstance(ids, (list, tuple)):
-            ids = tf.ragged.constant(ids, dtype=tf.int64, ragged_rank=1)
-        if isinstance(ids, tf.RaggedTensor):
-            ids = ids.to_tensor(PAD_ID)
-        array = np.asarray(ids)
-        if array.ndim != 2:
-            raise ValueError(
-                "detokenize expects ids of shape (batch, length); "
-                f"received shape {array.shape}. Wrap one sentence in a list."
-            )
-        if not np.issubdtype(array.dtype, np.integer):
-            raise ValueError(
-                f"detokenize expects integer ids; received dtype {array.dtype}."
-            )
-        if array.size and (array.min() < 0 or array.max() >= self.size):
-            raise ValueError(
-                f"Ids of vocabulary {self.name!r} must lie in "
-                f"[0, {self.size}) (its size); received ids from "
-                f"{array.min()} to {array.max()}. Use the vocabulary the "
-                "model was trained with."
-            )
+        array = ids_array(ids, self.size, self.name)
         text = self.detokenize_tensor(array)
         return [s.decode("utf-8") for s in text.numpy()]
 
@@ -460,24 +537,7 @@ class Vocabulary(tf.Module):
         Raises:
             ValueError: on an id outside `[0, size)`.
         """
-        if isinstance(ids, tf.RaggedTensor):
-            ids = ids.to_list()
-        elif isinstance(ids, tf.Tensor):
-            ids = ids.numpy()
-        out = []
-        for row in ids:
-            tokens = []
-            for i in row:
-                i = int(i)
-                if not 0 <= i < self.size:
-                    raise ValueError(
-                        f"Id {i} is outside [0, {self.size}) (the size of "
-                        f"vocabulary {self.name!r})."
-                    )
-                if i != PAD_ID:
-                    tokens.append(self._tokens[i])
-            out.append(tokens)
-        return out
+        return ids_to_token_lists(ids, self._tokens, self.name)
 
     def get_config(self) -> dict:
         """A JSON-serialisable dict; `from_config` rebuilds the vocabulary."""
