@@ -32,6 +32,9 @@ from keras_nmt.text.standardize import UNK_TOKEN
 from keras_nmt.text.standardize import add_start_end
 from keras_nmt.text.standardize import join_tokens
 from keras_nmt.text.standardize import standardize
+from keras_nmt.text.standardize import standardize_cased
+from keras_nmt.text.subword import SubwordVocabulary
+from keras_nmt.text.subword import train_sentencepiece
 from keras_nmt.text.text_processor import TextProcessor
 from keras_nmt.text.vocabulary import RESERVED_TOKENS
 from keras_nmt.text.vocabulary import Vocabulary
@@ -48,6 +51,7 @@ __all__ = [
     "DataFormatError",
     "PairSplits",
     "SentencePairs",
+    "SubwordVocabulary",
     "TextProcessor",
     "TokenizedPairs",
     "Vocabulary",
@@ -62,5 +66,7 @@ __all__ = [
     "spa_eng_path",
     "split_pairs",
     "standardize",
+    "standardize_cased",
     "tokenize_pairs",
+    "train_sentencepiece",
 ]

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 import tensorflow as tf
 
+from keras_nmt.text.subword import SubwordVocabulary
 from keras_nmt.text.vocabulary import END_ID
 from keras_nmt.text.vocabulary import PAD_ID
 from keras_nmt.text.vocabulary import START_ID
@@ -18,37 +19,63 @@ from keras_nmt.text.vocabulary import build_vocabulary
 
 SOURCE_VOCAB_FILE = "source_vocab.txt"
 TARGET_VOCAB_FILE = "target_vocab.txt"
+SOURCE_MODEL_FILE = "source.model"
+TARGET_MODEL_FILE = "target.model"
 CONFIG_FILE = "text_processor.json"
-_FORMAT_VERSION = 1
+TOKENIZERS = ("word", "subword")
+# 2: "tokenizer" ("word" or "subword") and subword model files. Version 1
+# (word vocabularies only, no "tokenizer") is still read.
+_FORMAT_VERSION = 2
+_KINDS = {"word": Vocabulary, "subword": SubwordVocabulary}
+_FILES = {
+    "word": (SOURCE_VOCAB_FILE, TARGET_VOCAB_FILE),
+    "subword": (SOURCE_MODEL_FILE, TARGET_MODEL_FILE),
+}
+
+
+def _check_tokenizer(tokenizer) -> str:
+    if tokenizer not in TOKENIZERS:
+        raise ValueError(
+            f"Invalid tokenizer={tokenizer!r}; expected 'word' (whole "
+            "lowercased words) or 'subword' (SentencePiece pieces, case "
+            "kept)."
+        )
+    return tokenizer
 
 
 class TextProcessor(tf.Module):
     """Source and target vocabularies, from sentences to ids and back.
 
-    Holds one `Vocabulary` per side, `processor.source` and
-    `processor.target`, sharing one `max_length`; tokenise and detokenise
+    Holds one vocabulary per side, `processor.source` and
+    `processor.target`, sharing one `max_length` and one kind of
+    tokenizer: `"word"` (`Vocabulary`: lowercased, NFKD, whole words and
+    punctuation marks) or `"subword"` (`SubwordVocabulary`: SentencePiece
+    pieces, case kept, any character round-trips). Tokenise and detokenise
     through them (`processor.source.tokenize(...)`,
-    `processor.target.detokenize(...)`). See `Vocabulary` for the ids, the
-    standardisation and the truncation (which keeps `[END]`).
+    `processor.target.detokenize(...)`); both kinds share the ids 0-3
+    (padding, `[UNK]`, `[START]`, `[END]`) and the truncation that keeps
+    `[END]`.
 
-    The processor is a `tf.Module`: its vocabularies and their lookup tables
-    are tracked, so a `tf.Module` or Keras model that holds it can export
-    their methods into a SavedModel. It is rebuilt without this package's
-    Python state from `get_config()` (JSON-serialisable vocabulary lists)
-    or from the files written by `save(directory)`.
+    The processor is a `tf.Module`: its vocabularies (lookup tables or
+    SentencePiece models) are tracked, so a `tf.Module` or Keras model that
+    holds it can export their methods into a SavedModel. It is rebuilt
+    without this package's Python state from `get_config()`
+    (JSON-serialisable) or from the files written by `save(directory)`.
 
     Args:
-        source_vocabulary: list of source tokens; index = id. Must start
-            with `["", "[UNK]", "[START]", "[END]"]`.
-        target_vocabulary: list of target tokens, likewise.
+        source_vocabulary: a list of source tokens (index = id; must start
+            with `["", "[UNK]", "[START]", "[END]"]`), which gives a word
+            `Vocabulary`; or a built `Vocabulary` or `SubwordVocabulary`.
+        target_vocabulary: the same for the target side, of the same kind.
         max_length: the longest token sequence, `[START]` and `[END]`
-            included (at least 3), on both sides.
+            included (at least 3), on both sides. Default: that of built
+            vocabularies (which must agree), else 64.
         name: the `tf.Module` name.
 
     Raises:
-        ValueError: on a vocabulary that does not start with the reserved
-            tokens, has duplicates or tokens with whitespace, or on a
-            `max_length` below 3.
+        ValueError: on a token list that does not start with the reserved
+            tokens, has duplicates or tokens with whitespace; on sides of
+            different kinds or max_lengths; or on a `max_length` below 3.
 
     Example:
 
@@ -67,18 +94,39 @@ class TextProcessor(tf.Module):
 
     def __init__(
         self,
-        source_vocabulary: Sequence[str],
-        target_vocabulary: Sequence[str],
-        max_length: int = 64,
+        source_vocabulary: Sequence[str] | Vocabulary | SubwordVocabulary,
+        target_vocabulary: Sequence[str] | Vocabulary | SubwordVocabulary,
+        max_length: int | None = None,
         name: str = "text_processor",
     ):
         super().__init__(name=name)
-        with self.name_scope:
-            self.source = Vocabulary(
-                source_vocabulary, max_length=max_length, name="source"
+        built = {
+            side: v
+            for side, v in (
+                ("source", source_vocabulary),
+                ("target", target_vocabulary),
             )
-            self.target = Vocabulary(
-                target_vocabulary, max_length=max_length, name="target"
+            if isinstance(v, (Vocabulary, SubwordVocabulary))
+        }
+        lengths = {v.max_length for v in built.values()}
+        if max_length is None and len(lengths) > 1:
+            raise ValueError(
+                "The source and target vocabularies have different "
+                f"max_length ({built['source'].max_length} and "
+                f"{built['target'].max_length}); pass "
+                "TextProcessor(..., max_length=N) to use one for both."
+            )
+        if max_length is None:
+            max_length = lengths.pop() if lengths else 64
+        with self.name_scope:
+            self.source = _side(source_vocabulary, "source", max_length)
+            self.target = _side(target_vocabulary, "target", max_length)
+        kinds = [_tokenizer_of(v) for v in (self.source, self.target)]
+        if kinds[0] != kinds[1]:
+            raise ValueError(
+                f"The source vocabulary is {kinds[0]!r} and the target "
+                f"vocabulary {kinds[1]!r}; a TextProcessor needs one kind "
+                "on both sides. Build both with the same tokenizer."
             )
 
     @classmethod
@@ -87,19 +135,27 @@ class TextProcessor(tf.Module):
         sources: Sequence[str],
         targets: Sequence[str],
         *,
+        tokenizer: str = "word",
         max_tokens: int | None = None,
         max_length: int = 64,
     ) -> TextProcessor:
         """Build both vocabularies from training sentences.
 
-        Use the training split only, so validation and test words that were
-        never seen map to `[UNK]` as they will in use.
+        Use the training split only, so validation and test sentences are
+        tokenised as they will be in use.
 
         Args:
             sources: raw source sentences.
             targets: raw target sentences.
-            max_tokens: if given, the size of each vocabulary including the
-                four reserved tokens (see `build_vocabulary`).
+            tokenizer: `"word"` (lowercased words, see `Vocabulary`) or
+                `"subword"` (SentencePiece unigram, case kept, see
+                `SubwordVocabulary`).
+            max_tokens: the size of each vocabulary, reserved tokens
+                included. Word: default None keeps every word (see
+                `build_vocabulary`). Subword: default 8000, a soft limit
+                (a side whose sentences support fewer pieces gets fewer);
+                at least 261 (4 reserved and 256 byte pieces, plus the
+                characters of the text).
             max_length: the longest token sequence, `[START]` and `[END]`
                 included.
 
@@ -109,17 +165,33 @@ class TextProcessor(tf.Module):
         Raises:
             ValueError: if a side is empty, or on invalid arguments.
         """
+        _check_tokenizer(tokenizer)
         for side, sentences in (("sources", sources), ("targets", targets)):
             if isinstance(sentences, (str, bytes)) or not len(sentences):
                 raise ValueError(
                     f"from_sentences needs a non-empty list of {side}; "
                     f"received {sentences!r:.60}."
                 )
+        if tokenizer == "subword":
+            return cls(
+                SubwordVocabulary.from_sentences(
+                    sources, max_tokens=max_tokens, max_length=max_length
+                ),
+                SubwordVocabulary.from_sentences(
+                    targets, max_tokens=max_tokens, max_length=max_length
+                ),
+                max_length=max_length,
+            )
         return cls(
             build_vocabulary(sources, max_tokens=max_tokens),
             build_vocabulary(targets, max_tokens=max_tokens),
             max_length=max_length,
         )
+
+    @property
+    def tokenizer(self) -> str:
+        """`"word"` or `"subword"`: the kind of both vocabularies."""
+        return _tokenizer_of(self.source)
 
     @property
     def max_length(self) -> int:
@@ -128,12 +200,12 @@ class TextProcessor(tf.Module):
 
     @property
     def source_vocabulary(self) -> list[str]:
-        """The source tokens; a token's index is its id."""
+        """The source tokens (words or pieces); a token's index is its id."""
         return self.source.tokens
 
     @property
     def target_vocabulary(self) -> list[str]:
-        """The target tokens; a token's index is its id."""
+        """The target tokens (words or pieces); a token's index is its id."""
         return self.target.tokens
 
     @property
@@ -145,8 +217,19 @@ class TextProcessor(tf.Module):
         return self.target.size
 
     def get_config(self) -> dict:
-        """A JSON-serialisable dict; `from_config` rebuilds the processor."""
+        """A JSON-serialisable dict; `from_config` rebuilds the processor.
+
+        Word: the token lists. Subword: the SentencePiece models in base64.
+        """
+        if self.tokenizer == "subword":
+            return {
+                "tokenizer": "subword",
+                "source_model": self.source.get_config()["model"],
+                "target_model": self.target.get_config()["model"],
+                "max_length": self.max_length,
+            }
         return {
+            "tokenizer": "word",
             "source_vocabulary": self.source_vocabulary,
             "target_vocabulary": self.target_vocabulary,
             "max_length": self.max_length,
@@ -154,31 +237,47 @@ class TextProcessor(tf.Module):
 
     @classmethod
     def from_config(cls, config: dict) -> TextProcessor:
-        """Rebuild a processor from `get_config()`."""
-        return cls(**config)
+        """Rebuild a processor from `get_config()` (a config without
+        `"tokenizer"`, from an earlier version, is a word processor)."""
+        config = dict(config)
+        if _check_tokenizer(config.pop("tokenizer", "word")) == "word":
+            return cls(**config)
+        max_length = config.pop("max_length", 64)
+        sides = [
+            SubwordVocabulary.from_config(
+                {"model": config.pop(f"{side}_model", None), "name": side}
+            )
+            for side in ("source", "target")
+        ]
+        return cls(*sides, max_length=max_length, **config)
 
     def save(self, directory: str | os.PathLike) -> None:
         """Write the processor into `directory` (created if needed).
 
-        Files: `source_vocab.txt` and `target_vocab.txt` (written by
+        Files: `text_processor.json` (`format_version` 2, `tokenizer`,
+        `max_length` and the vocabulary file names) and per side, word:
+        `source_vocab.txt` and `target_vocab.txt` (written by
         `Vocabulary.save`: UTF-8, one token per line in id order, so line
-        number = id; the padding token of id 0 is written as `[PAD]`) and
-        `text_processor.json` (`max_length` and the format version). Plain
-        TensorFlow can read the vocabularies with
-        `tf.lookup.TextFileInitializer` (`LINE_NUMBER` as value).
+        number = id; the padding token of id 0 is written as `[PAD]`; plain
+        TensorFlow reads them with `tf.lookup.TextFileInitializer`);
+        subword: `source.model` and `target.model` (binary SentencePiece
+        models, read by `sentencepiece` and
+        `tensorflow_text.SentencepieceTokenizer`).
 
         Args:
             directory: where to write, e.g. next to a saved model.
         """
         directory = pathlib.Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        self.source.save(directory / SOURCE_VOCAB_FILE)
-        self.target.save(directory / TARGET_VOCAB_FILE)
+        source_file, target_file = _FILES[self.tokenizer]
+        self.source.save(directory / source_file)
+        self.target.save(directory / target_file)
         config = {
             "format_version": _FORMAT_VERSION,
+            "tokenizer": self.tokenizer,
             "max_length": self.max_length,
-            "source_vocabulary_file": SOURCE_VOCAB_FILE,
-            "target_vocabulary_file": TARGET_VOCAB_FILE,
+            "source_vocabulary_file": source_file,
+            "target_vocabulary_file": target_file,
         }
         (directory / CONFIG_FILE).write_text(
             json.dumps(config, indent=2) + "\n", encoding="utf-8"
@@ -186,7 +285,8 @@ class TextProcessor(tf.Module):
 
     @classmethod
     def load(cls, directory: str | os.PathLike) -> TextProcessor:
-        """Read a processor written by `save(directory)`.
+        """Read a processor written by `save(directory)` (format version 2,
+        or 1: word vocabularies written by earlier versions).
 
         Raises:
             FileNotFoundError: if a file is missing.
@@ -200,11 +300,19 @@ class TextProcessor(tf.Module):
                 "written by TextProcessor.save()."
             )
         config = json.loads(config_path.read_text(encoding="utf-8"))
-        if config.get("format_version") != _FORMAT_VERSION:
+        version = config.get("format_version")
+        if version not in (1, _FORMAT_VERSION):
             raise ValueError(
-                f"{config_path}: format_version "
-                f"{config.get('format_version')!r} is not supported; "
-                f"expected {_FORMAT_VERSION}."
+                f"{config_path}: format_version {version!r} is not "
+                f"supported; expected 1 or {_FORMAT_VERSION}. It was "
+                "written by another version of keras_nmt: load it with that "
+                "version or retrain."
+            )
+        tokenizer = config.get("tokenizer", "word") if version > 1 else "word"
+        if tokenizer not in TOKENIZERS:
+            raise ValueError(
+                f"{config_path}: tokenizer {tokenizer!r} is not supported; "
+                f"expected one of {list(TOKENIZERS)}."
             )
         vocabularies = []
         for side in ("source", "target"):
@@ -214,15 +322,33 @@ class TextProcessor(tf.Module):
                     f"Vocabulary file '{path}' named in {config_path} is "
                     "missing."
                 )
-            vocabulary = Vocabulary.load(
-                path, max_length=config["max_length"], name=side
+            vocabularies.append(
+                _KINDS[tokenizer].load(
+                    path, max_length=config["max_length"], name=side
+                )
             )
-            vocabularies.append(vocabulary.tokens)
-        return cls(*vocabularies, max_length=config["max_length"])
+        return cls(*vocabularies)
 
     def __repr__(self) -> str:
         return (
-            f"<TextProcessor source_vocab_size={self.source_vocab_size} "
+            f"<TextProcessor tokenizer={self.tokenizer!r} "
+            f"source_vocab_size={self.source_vocab_size} "
             f"target_vocab_size={self.target_vocab_size} "
             f"max_length={self.max_length}>"
         )
+
+
+def _tokenizer_of(vocabulary) -> str:
+    return "subword" if isinstance(vocabulary, SubwordVocabulary) else "word"
+
+
+def _side(vocabulary, side: str, max_length: int):
+    """One side as a vocabulary named `side` with `max_length`: a token
+    list becomes a `Vocabulary`; a built vocabulary is kept, or rebuilt
+    when its name or max_length differ."""
+    if not isinstance(vocabulary, (Vocabulary, SubwordVocabulary)):
+        return Vocabulary(vocabulary, max_length=max_length, name=side)
+    if vocabulary.name == side and vocabulary.max_length == max_length:
+        return vocabulary
+    config = {**vocabulary.get_config(), "max_length": max_length}
+    return type(vocabulary).from_config({**config, "name": side})

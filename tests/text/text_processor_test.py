@@ -64,7 +64,8 @@ def test_holds_one_vocabulary_per_side():
     assert processor.max_length == 7
     assert processor.source.max_length == processor.target.max_length == 7
     assert repr(processor) == (
-        "<TextProcessor source_vocab_size=9 target_vocab_size=11 max_length=7>"
+        "<TextProcessor tokenizer='word' source_vocab_size=9 "
+        "target_vocab_size=11 max_length=7>"
     )
     # The tf.Module tracks both vocabularies and their tables.
     assert processor.source in processor.submodules
@@ -152,7 +153,8 @@ def test_save_load_round_trip(processor, fixture_pairs, tmp_path):
         (tmp_path / "vocab" / "text_processor.json").read_text("utf-8")
     )
     assert config == {
-        "format_version": 1,
+        "format_version": 2,
+        "tokenizer": "word",
         "max_length": 20,
         "source_vocabulary_file": "source_vocab.txt",
         "target_vocabulary_file": "target_vocab.txt",
@@ -180,9 +182,42 @@ def test_load_errors(tmp_path):
     with pytest.raises(ValueError, match="line 1 is 'a'"):
         TextProcessor.load(tmp_path)
     config = tmp_path / "text_processor.json"
-    config.write_text('{"format_version": 2}', encoding="utf-8")
-    with pytest.raises(ValueError, match="format_version 2"):
+    config.write_text('{"format_version": 3}', encoding="utf-8")
+    with pytest.raises(ValueError, match="format_version 3 .*expected 1 or 2"):
         TextProcessor.load(tmp_path)
+
+
+def test_loads_format_version_1(processor, fixture_pairs, tmp_path):
+    """Directories written before subwords (no "tokenizer") still load as
+    word processors."""
+    processor.save(tmp_path)
+    (tmp_path / "text_processor.json").write_text(
+        json.dumps(
+            {
+                "format_version": 1,
+                "max_length": 20,
+                "source_vocabulary_file": "source_vocab.txt",
+                "target_vocabulary_file": "target_vocab.txt",
+            }
+        ),
+        encoding="utf-8",
+    )
+    restored = TextProcessor.load(tmp_path)
+    assert restored.tokenizer == "word"
+    assert restored.get_config() == processor.get_config()
+    sentences = fixture_pairs.sources[:30]
+    np.testing.assert_array_equal(
+        restored.source.tokenize(sentences).numpy(),
+        processor.source.tokenize(sentences).numpy(),
+    )
+
+
+def test_from_config_without_tokenizer_is_word(processor):
+    config = processor.get_config()
+    del config["tokenizer"]
+    assert TextProcessor.from_config(config).get_config() == (
+        processor.get_config()
+    )
 
 
 def test_vocab_readable_by_plain_tensorflow(tmp_path):
