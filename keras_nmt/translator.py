@@ -60,7 +60,8 @@ class Translation(NamedTuple):
     Attributes:
         text: the translation, as `Translator.translate` returns it.
         source_tokens: the `T_source` source tokens the model read, with
-            `[START]` and `[END]` (NFC, lowercase), to label the columns of
+            `[START]` and `[END]` (NFC; lowercase words, or subword pieces
+            with "▁" marking a word start), to label the columns of
             `attention`.
         target_tokens: the `T_target` generated tokens, with the final
             `[END]` when one was generated, to label the rows of `attention`.
@@ -157,12 +158,13 @@ class Translator:
     `TextProcessor` it was trained with. Sentences are standardised and
     tokenised by the processor, decoded in batches by one compiled loop
     (`keras_nmt.seq2seq.Seq2SeqInference`) with a method of
-    `keras_nmt.decoding.METHODS`, and detokenised (case is not restored:
-    output is lowercase). Sources are padded to `processor.max_length`
-    tokens and a batch to the next power of two of its sentences (at most
-    `batch_size`), so each method compiles for a few shapes only, and one
-    sentence is decoded alone. A sentence with no words after
-    standardisation (empty, only whitespace or symbols) translates to `""`.
+    `keras_nmt.decoding.METHODS`, and detokenised (a word processor's
+    output is lowercase; a subword processor keeps case). Sources are
+    padded to `processor.max_length` tokens and a batch to the next power
+    of two of its sentences (at most `batch_size`), so each method
+    compiles for a few shapes only, and one sentence is decoded alone. A
+    sentence with no words after standardisation (empty, only whitespace
+    or symbols) translates to `""`.
 
     Args:
         model: the trained seq2seq `keras.Model`.
@@ -422,6 +424,13 @@ class Translator:
         """The call's options over the defaults, refused before any tracing
         when they cannot work with this model."""
         options = self.options.replace(**changes)
+        if options.replace_unknown and self.processor.tokenizer == "subword":
+            raise ValueError(
+                "replace_unknown=True needs a word processor; this "
+                "translator's is 'subword', whose byte fallback spells any "
+                "word in pieces, so no [UNK] is produced to replace. Leave "
+                "replace_unknown=False."
+            )
         vocab_size = self.processor.target_vocab_size
         if options.method == "sample" and (options.top_k or 0) > vocab_size:
             raise ValueError(
@@ -551,7 +560,8 @@ class Translator:
         """Write the translator into `directory` (created if needed).
 
         Files: `model.keras` (the whole model, one file), the processor's
-        `source_vocab.txt`, `target_vocab.txt` and `text_processor.json`,
+        `text_processor.json` and vocabularies (`source_vocab.txt` and
+        `target_vocab.txt`, or subword `source.model` and `target.model`),
         and `translator.json` (`max_length`, `batch_size`,
         `seed` and the default decoding options). Existing
         files of those names are overwritten.
