@@ -1,63 +1,80 @@
 """Scoring translations: corpus BLEU (sacrebleu) and exact match, and the
-evaluation of a `Translator` on parallel sentences."""
+evaluation of a `Translator` on parallel sentences.
+
+Translations are scored exactly as they are printed: no re-tokenisation of
+either side before sacrebleu (whose own 13a tokenisation is the standard
+way to compare BLEU across toolkits), case kept unless asked otherwise.
+"""
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from collections.abc import Sequence
 from typing import Any
 
-import tensorflow as tf
-
 from keras_nmt.sentences import check_sentences
-from keras_nmt.text import join_tokens
-from keras_nmt.text import standardize
+
+_WHITESPACE = re.compile(r"\s+")
 
 
 def normalize_for_scoring(texts: Sequence[str]) -> list[str]:
     """The form in which translations and references are compared.
 
-    Both sides go through the same steps as a model's output: the package's
-    `standardize` (Unicode case folding, NFKD, spaces around punctuation,
-    symbols dropped, whitespace collapsed), then `join_tokens` (punctuation
-    re-attached, NFC). So `"Hello, Tom!"` and `"hello ,  tom !"` both become
-    `"hello, tom!"`: case and spacing do not count, words and punctuation
-    do.
+    Only what cannot be seen on the page is normalised: Unicode NFC (the
+    same letters in composed or decomposed form), runs of whitespace as one
+    space, and no space at either end. Case, punctuation and the spacing
+    around them count: `"est - ce"` does not match `"est-ce"` and
+    `"2024 - 08 - 02"` does not match `"2024-08-02"`.
 
     Args:
         texts: a list of strings.
 
     Returns:
         The normalised strings, in order.
+
+    Example:
+
+    >>> normalize_for_scoring(["  Hello,   Tom! "])
+    ['Hello, Tom!']
     """
     texts = check_sentences(texts, "normalize_for_scoring")
-    if not texts:
-        return []
-    words = tf.strings.split(standardize(tf.constant(texts, tf.string)))
-    return [s.decode("utf-8") for s in join_tokens(words).numpy()]
+    return [
+        _WHITESPACE.sub(" ", unicodedata.normalize("NFC", text)).strip()
+        for text in texts
+    ]
 
 
 def corpus_scores(
-    hypotheses: Sequence[str], references: Sequence[Sequence[str]]
+    hypotheses: Sequence[str],
+    references: Sequence[Sequence[str]],
+    *,
+    lowercase: bool = False,
 ) -> dict[str, Any]:
     """Corpus BLEU and exact match of translations against references.
 
-    Both sides are first normalised with `normalize_for_scoring` (lowercase,
-    NFC, canonical spacing: the form the translator outputs). BLEU is
-    sacrebleu's `corpus_bleu` with its defaults (13a tokenisation, exponential
-    smoothing off, case-sensitive on the already lowercased text); a sentence
-    may have several references. A translation is an exact match when its
-    normalised form equals the normalised form of any of its references.
+    Both sides are scored as printed (see `normalize_for_scoring`: NFC and
+    whitespace only). BLEU is sacrebleu's `corpus_bleu` with its defaults
+    (13a tokenisation, no smoothing), cased unless `lowercase`; both the
+    cased and the lowercased BLEU are returned. A sentence may have several
+    references. A translation is an exact match when it equals one of its
+    references (ignoring case only with `lowercase`).
 
     Args:
         hypotheses: one translation per sentence.
         references: for each sentence, a non-empty list of its reference
             translations.
+        lowercase: score `"bleu"` and `"exact_match"` case-insensitively
+            (the tutorial's shortcut; off by default, as in every NMT
+            toolkit).
 
     Returns:
-        A dict: `"bleu"` (0-100), `"exact_match"` (percent of sentences,
-        0-100), `"sentences"` (number of hypotheses), `"references"` (total
-        number of references) and `"bleu_signature"` (sacrebleu's
-        signature, for reproducibility).
+        A dict: `"bleu"` (0-100: `"bleu_lowercase"` if `lowercase` else
+        `"bleu_cased"`), `"bleu_cased"`, `"bleu_lowercase"`, `"exact_match"`
+        (percent of sentences, 0-100), `"sentences"` (number of hypotheses),
+        `"references"` (total number of references), `"lowercase"` and
+        `"bleu_signature"` (sacrebleu's signature of `"bleu"`, for
+        reproducibility).
 
     Raises:
         ValueError: if the lengths differ, a sentence has no reference, or
@@ -65,9 +82,11 @@ def corpus_scores(
 
     Example:
 
-    >>> scores = corpus_scores(["Hello, Tom!"], [["hello, tom!", "Hi Tom."]])
+    >>> scores = corpus_scores(["Hello, Tom!"], [["Hello, Tom!", "Hi Tom."]])
     >>> round(scores["bleu"], 6), scores["exact_match"]
     (100.0, 100.0)
+    >>> corpus_scores(["hello, tom!"], [["Hello, Tom!"]])["exact_match"]
+    0.0
     """
     import sacrebleu
 
@@ -89,54 +108,70 @@ def corpus_scores(
                 f"corpus_scores: sentence {i} has no reference; every "
                 "hypothesis needs at least one."
             )
-        groups.append(refs)
+        groups.append(normalize_for_scoring(refs))
     if not hypotheses:
         raise ValueError("corpus_scores received no sentences to score.")
-    flat = normalize_for_scoring([r for refs in groups for r in refs])
     hyps = normalize_for_scoring(hypotheses)
-    normalized, start = [], 0
-    for refs in groups:
-        normalized.append(flat[start : start + len(refs)])
-        start += len(refs)
-    width = max(len(refs) for refs in normalized)
+    width = max(len(refs) for refs in groups)
     # sacrebleu takes reference *streams*; None fills the missing ones.
     streams = [
-        [refs[k] if k < len(refs) else None for refs in normalized]
+        [refs[k] if k < len(refs) else None for refs in groups]
         for k in range(width)
     ]
-    metric = sacrebleu.metrics.BLEU()
-    bleu = metric.corpus_score(hyps, streams)
-    exact = sum(h in refs for h, refs in zip(hyps, normalized, strict=True))
+    bleu = {}
+    for name, lower in (("cased", False), ("lowercase", True)):
+        metric = sacrebleu.metrics.BLEU(lowercase=lower)
+        bleu[name] = float(metric.corpus_score(hyps, streams).score)
+        if lower == lowercase:
+            signature = str(metric.get_signature())
+
+    def key(text):
+        return text.lower() if lowercase else text
+
+    exact = sum(
+        key(h) in {key(r) for r in refs}
+        for h, refs in zip(hyps, groups, strict=True)
+    )
     return {
-        "bleu": float(bleu.score),
+        "bleu": bleu["lowercase" if lowercase else "cased"],
+        "bleu_cased": bleu["cased"],
+        "bleu_lowercase": bleu["lowercase"],
         "exact_match": 100.0 * exact / len(hyps),
         "sentences": len(hyps),
-        "references": len(flat),
-        "bleu_signature": str(metric.get_signature()),
+        "references": sum(len(refs) for refs in groups),
+        "lowercase": lowercase,
+        "bleu_signature": signature,
     }
 
 
 def evaluate(
-    translator, sources: Sequence[str], references: Sequence[str], **options
+    translator,
+    sources: Sequence[str],
+    references: Sequence[str],
+    *,
+    lowercase: bool = False,
+    **options,
 ) -> dict[str, Any]:
     """Corpus BLEU and exact match of a `Translator` on parallel sentences.
 
     Pairs that share a source sentence (spa.txt has several translations
     of many sentences) are grouped: the source is translated once and
-    scored against all its references, with `corpus_scores`.
+    scored against all its references, with `corpus_scores`, on the
+    translations exactly as `translator.translate` returns them.
 
     Args:
         translator: a `keras_nmt.Translator`.
         sources: source sentences, one per pair.
         references: the reference translation of each pair.
+        lowercase: score case-insensitively (see `corpus_scores`).
         **options: decoding options (`keras_nmt.DecodingOptions` fields:
             `method`, `beam_width`, ...) over the translator's defaults;
             `n_best` must stay 1.
 
     Returns:
-        The dict of `corpus_scores` (`"bleu"`, `"exact_match"`,
-        `"sentences"` = distinct sources, `"references"`,
-        `"bleu_signature"`), plus `"method"`.
+        The dict of `corpus_scores` (`"bleu"`, `"bleu_cased"`,
+        `"bleu_lowercase"`, `"exact_match"`, `"sentences"` = distinct
+        sources, `"references"`, `"bleu_signature"`), plus `"method"`.
 
     Raises:
         ValueError: on lists of different lengths, no pairs, or invalid
@@ -155,6 +190,8 @@ def evaluate(
         grouped.setdefault(source, []).append(reference)
     options = translator.options.replace(**options)
     hypotheses = translator.translate(list(grouped), **options.to_dict())
-    scores = corpus_scores(hypotheses, list(grouped.values()))
+    scores = corpus_scores(
+        hypotheses, list(grouped.values()), lowercase=lowercase
+    )
     scores["method"] = options.method
     return scores

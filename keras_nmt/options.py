@@ -59,8 +59,9 @@ def integer(minimum: int = 1, optional: bool = False) -> Check:
     expected = f"an integer >= {minimum}"
     return Check(
         expected=f"None or {expected}" if optional else expected,
-        accepts=lambda v: (optional and v is None)
-        or (_is_int(v) and v >= minimum),
+        accepts=lambda v: (
+            (optional and v is None) or (_is_int(v) and v >= minimum)
+        ),
         parse=int,
         normalize=lambda v: None if v is None else int(v),
     )
@@ -71,21 +72,31 @@ def number(
     *,
     above: bool = False,
     below: float | None = None,
+    optional: bool = False,
 ) -> Check:
     """A finite number `>= minimum` (`> minimum` when `above`), and
-    `< below` when given."""
+    `< below` when given (or `None` when `optional`)."""
     expected = f"a finite number {'>' if above else '>='} {minimum:g}"
     if below is not None:
         expected += f" and < {below:g}"
+    if optional:
+        expected = f"None or {expected}"
 
     def accepts(value):
+        if optional and value is None:
+            return True
         if not _is_real(value) or not math.isfinite(value):
             return False
         if value < minimum or (above and value == minimum):
             return False
         return below is None or value < below
 
-    return Check(expected, accepts, parse=float, normalize=float)
+    return Check(
+        expected,
+        accepts,
+        parse=float,
+        normalize=lambda v: None if v is None else float(v),
+    )
 
 
 def choice(choices: Sequence[str]) -> Check:

@@ -235,50 +235,76 @@ def test_translate_with_attention_of_an_empty_sentence(translator):
 
 def test_bleu_of_perfect_translations_is_100():
     refs = [["Where is Tom?"], ["I like it.", "I love it."]]
-    scores = corpus_scores(["where is tom?", "I like it."], refs)
+    scores = corpus_scores(["Where is Tom?", "I like it."], refs)
     assert scores["bleu"] == pytest.approx(100.0)
     assert scores["exact_match"] == 100.0
     assert scores["sentences"] == 2 and scores["references"] == 3
 
 
-def test_bleu_of_a_hand_computed_case():
-    # Precisions 5/6, 4/5, 3/4, 2/3 (product 1/3), equal lengths (BP = 1).
-    scores = corpus_scores(
-        ["i like green apples a lot"], [["I like green apples a bit"]]
-    )
-    assert scores["bleu"] == pytest.approx(100 * (1 / 3) ** 0.25)
+def test_bleu_of_a_hand_computed_case_is_cased_by_default():
+    hypotheses = ["i like green apples a lot"]
+    references = [["I like green apples a bit"]]
+    scores = corpus_scores(hypotheses, references)
+    # Cased: "i" != "I". Precisions 4/6, 3/5, 2/4, 1/3 (product 1/15),
+    # equal lengths (BP = 1).
+    assert scores["bleu"] == pytest.approx(100 * (1 / 15) ** 0.25)
+    assert scores["bleu_cased"] == scores["bleu"]
+    # Lowercased: 5/6, 4/5, 3/4, 2/3 (product 1/3).
+    assert scores["bleu_lowercase"] == pytest.approx(100 * (1 / 3) ** 0.25)
     assert scores["exact_match"] == 0.0
     assert "tok:13a" in scores["bleu_signature"]
+    assert "case:mixed" in scores["bleu_signature"]
+    lowered = corpus_scores(hypotheses, references, lowercase=True)
+    assert lowered["bleu"] == pytest.approx(100 * (1 / 3) ** 0.25)
+    assert "case:lc" in lowered["bleu_signature"]
 
 
 def test_bleu_equals_sacrebleu_with_several_references():
-    hypotheses = ["tom is tall.", "i am here!", "we won."]
+    hypotheses = ["Tom is tall.", "i am here!", "We won."]
     references = [
         ["Tom is tall.", "Tom's tall."],
         ["I'm here!"],
         ["We won.", "We have won.", "We've won."],
     ]
     scores = corpus_scores(hypotheses, references)
-    # sacrebleu on the same normalised text: lowercase, spacing as output.
     streams = [
-        ["tom is tall.", "i'm here!", "we won."],
-        ["tom's tall.", None, "we have won."],
-        [None, None, "we've won."],
+        ["Tom is tall.", "I'm here!", "We won."],
+        ["Tom's tall.", None, "We have won."],
+        [None, None, "We've won."],
     ]
     expected = sacrebleu.corpus_bleu(hypotheses, streams).score
     assert scores["bleu"] == pytest.approx(expected)
     assert scores["exact_match"] == pytest.approx(200 / 3)
+    lowered = sacrebleu.corpus_bleu(hypotheses, streams, lowercase=True)
+    assert scores["bleu_lowercase"] == pytest.approx(lowered.score)
 
 
-def test_normalisation_ignores_case_and_spacing_only():
-    assert normalize_for_scoring(["Hello ,  TOM !", "¿Qué   tal?"]) == [
-        "hello, tom!",
-        "¿qué tal?",
+def test_translations_are_scored_as_printed():
+    # A detokeniser that leaves spaces inside dates, times and words must
+    # not score as if it had not: no re-tokenising before sacrebleu.
+    printed = ["Il est 10: 30 le 2024 - 08 - 02, est - ce vrai ?"]
+    reference = ["Il est 10:30 le 2024-08-02, est-ce vrai ?"]
+    scores = corpus_scores(printed, [reference])
+    assert scores["exact_match"] == 0.0
+    assert scores["bleu"] == pytest.approx(
+        sacrebleu.corpus_bleu(printed, [reference]).score
+    )
+    assert scores["bleu"] < 80
+    # Only what cannot be seen is normalised: NFC and whitespace.
+    assert normalize_for_scoring(["  Cafe\u0301  au   lait. "]) == [
+        "Caf\u00e9 au lait."
     ]
-    assert corpus_scores(["Hello, Tom!"], [["hello , tom !"]])[
+    assert corpus_scores(["Cafe\u0301 ?"], [["Caf\u00e9 ?"]])[
         "exact_match"
     ] == (100.0)
-    assert corpus_scores(["Hello Tom"], [["hello, tom!"]])["exact_match"] == 0
+    assert corpus_scores(["Hello Tom"], [["Hello, Tom!"]])["exact_match"] == 0
+    assert corpus_scores(["hello, tom!"], [["Hello, Tom!"]])["exact_match"] == 0
+    assert (
+        corpus_scores(["hello, tom!"], [["Hello, Tom!"]], lowercase=True)[
+            "exact_match"
+        ]
+        == 100.0
+    )
 
 
 def test_corpus_scores_validates_its_inputs():

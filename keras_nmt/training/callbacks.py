@@ -5,7 +5,6 @@ training state."""
 from __future__ import annotations
 
 import json
-import math
 import pathlib
 import warnings
 
@@ -18,6 +17,8 @@ from keras_nmt.training.run_directory import BACKUP_STATE_FILE
 from keras_nmt.training.run_directory import BACKUP_WEIGHTS_GLOB
 from keras_nmt.training.run_directory import CHECKPOINT_PATTERN
 from keras_nmt.training.run_directory import CHECKPOINTS_GLOB
+from keras_nmt.training.selection import MODES
+from keras_nmt.training.selection import is_better
 
 BACKUP_FORMAT_VERSION = 1
 
@@ -25,27 +26,29 @@ BACKUP_FORMAT_VERSION = 1
 class BestCheckpoint(keras.callbacks.Callback):
     """`ModelCheckpoint(save_best_only=True)` for a translator, written
     crash-safe into a run directory: after each epoch whose `monitor` is
-    finite and below the best so far (and below `best`), the whole
-    translator is saved to `run.dir` (`Translator.save`: temporary files
-    and renames), so the directory is loadable from the first checkpoint on;
-    the first save promotes a staged run (see `RunDirectory.promote`).
+    finite and better than the best so far (and than `best`: lower, or
+    higher for `val_bleu`), the whole translator is saved to `run.dir`
+    (`Translator.save`: temporary files and renames), so the directory is
+    loadable from the first checkpoint on; the first save promotes a staged
+    run (see `RunDirectory.promote`).
 
     Attributes:
         best: the best value so far (`None` while no epoch had a finite
             one).
+        best_epoch: the epoch (from 0) of `best` in this `fit`, else `None`.
     """
 
     def __init__(self, run, translator, monitor: str, best=None):
         super().__init__()
         self.run, self.translator = run, translator
         self.monitor, self.best = monitor, best
+        self.mode = MODES[monitor]
+        self.best_epoch = None
 
     def on_epoch_end(self, epoch, logs=None):
         value = (logs or {}).get(self.monitor)
-        if value is None or not math.isfinite(float(value)):
-            return
-        if self.best is None or float(value) < self.best:
-            self.best = float(value)
+        if is_better(value, self.best, self.mode):
+            self.best, self.best_epoch = float(value), epoch
             self.translator.save(self.run.dir)
             self.run.promote()
 
@@ -141,7 +144,10 @@ class Backup(keras.callbacks.Callback):
                 self.save(self._epoch, self._step)
 
     def on_epoch_end(self, epoch, logs=None):
-        self.save(epoch + 1, 0)
+        if 0 < self._step < self.steps_per_epoch:  # stopped mid-epoch
+            self.save(epoch, self._step)  # (by a time budget)
+        else:
+            self.save(epoch + 1, 0)
 
     def save(self, epoch: int, step: int):
         directory = self.run.backup_dir

@@ -250,12 +250,9 @@ def epoch_of(row: dict) -> float:
 
 
 def best_value(rows: list[dict], monitor: str) -> float | None:
-    """The best (lowest) finite value of `monitor` in CSVLogger rows."""
-    values = []
-    for row in rows:
-        try:
-            values.append(float(row[monitor]))
-        except (KeyError, TypeError, ValueError):
-            continue
-    values = [v for v in values if math.isfinite(v)]
-    return min(values) if values else None
+    """The best finite value of `monitor` in CSVLogger rows (the highest
+    for `val_bleu`, else the lowest)."""
+    from keras_nmt.training.selection import MODES
+    from keras_nmt.training.selection import best_of
+
+    return best_of([row.get(monitor) for row in rows], MODES[monitor])

@@ -22,6 +22,7 @@ from keras_nmt.seq2seq.options import STYLES
 
 # Fields a resumed run may change (the others must equal the run's).
 MAY_CHANGE_ON_RESUME = "may change on resume"
+SELECT_BY = ("bleu", "loss")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,8 +67,9 @@ class TrainingSettings(Options):
     )
     # The optimisation.
     epochs: int = option(
-        10,
-        "training epochs in all (also when resuming)",
+        30,
+        "most training epochs in all (also when resuming); --patience "
+        "usually stops earlier",
         integer(),
         resume=MAY_CHANGE_ON_RESUME,
     )
@@ -77,8 +79,54 @@ class TrainingSettings(Options):
     learning_rate: float = option(
         1e-3, "Adam learning rate", number(0.0, above=True)
     )
+    label_smoothing: float = option(
+        0.0,
+        "label smoothing of the training loss (Szegedy et al., 2016): this "
+        "share of each target's probability is spread over the vocabulary",
+        number(below=1.0),
+    )
     seed: int = option(
         0, "seed of the weights, the data order and dropout", integer(0)
+    )
+    # Model selection and stopping (with validation pairs).
+    select_by: str = option(
+        "bleu",
+        "keep the epoch of the best validation BLEU (greedy, cased, on "
+        "--validation-sentences) or of the lowest validation loss",
+        choice(SELECT_BY),
+        resume=MAY_CHANGE_ON_RESUME,
+    )
+    validation_sentences: int = option(
+        1000,
+        "validation source sentences decoded for the BLEU of each epoch "
+        "(a fixed, seeded subset; 0: no BLEU)",
+        integer(0),
+        metavar="N",
+    )
+    patience: int = option(
+        4,
+        "stop after N epochs without a better --select-by value (0: "
+        "never; train all --epochs)",
+        integer(0),
+        metavar="N",
+        resume=MAY_CHANGE_ON_RESUME,
+    )
+    lr_patience: int = option(
+        2,
+        "halve the learning rate after N epochs without a better "
+        "--select-by value (0: never)",
+        integer(0),
+        metavar="N",
+        resume=MAY_CHANGE_ON_RESUME,
+    )
+    max_minutes: float | None = option(
+        None,
+        "time budget: stop once it is spent (at the end of the batch that "
+        "leaves just enough time to score the epoch) and keep the best "
+        "model; default: no limit",
+        number(0.0, above=True, optional=True),
+        metavar="M",
+        resume=MAY_CHANGE_ON_RESUME,
     )
     mixed_precision: bool = option(
         False,

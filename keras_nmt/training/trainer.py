@@ -16,6 +16,7 @@ import os
 import pathlib
 import shutil
 import tempfile
+import time
 from collections.abc import Sequence
 
 import keras
@@ -40,6 +41,13 @@ from keras_nmt.training.run_directory import best_value
 from keras_nmt.training.run_directory import epoch_of
 from keras_nmt.training.run_directory import keep_history
 from keras_nmt.training.run_directory import read_history
+from keras_nmt.training.selection import LearningRateLog
+from keras_nmt.training.selection import Patience
+from keras_nmt.training.selection import PlateauDecay
+from keras_nmt.training.selection import TimeBudget
+from keras_nmt.training.selection import ValidationBLEU
+from keras_nmt.training.selection import monitor_of
+from keras_nmt.training.selection import validation_subset
 from keras_nmt.training.settings import TrainingSettings
 from keras_nmt.translator import MODEL_FILE
 from keras_nmt.translator import TRAINING_FILE
@@ -63,6 +71,7 @@ def train_translator(
     strategy: tf.distribute.Strategy | None = None,
     verbose: int | str = 1,
     callbacks: Sequence[keras.callbacks.Callback] = (),
+    tensorboard: str | os.PathLike | None = None,
     **changes,
 ) -> Translator:
     """Train an attention seq2seq model and save it as a `Translator`.
@@ -150,6 +159,7 @@ def train_translator(
         validation = _as_pairs(validation_pairs, "validation_pairs")
         validation = validation if validation[0] else None
     distribute.check_strategy(strategy)
+    start = time.perf_counter()
     counts = {
         "train_pairs": len(train[0]),
         "validation_pairs": len(validation[0]) if validation else 0,
@@ -173,6 +183,8 @@ def train_translator(
                 strategy=strategy,
                 verbose=verbose,
                 callbacks=callbacks,
+                tensorboard=tensorboard,
+                start=start,
             )
         finally:
             keras.config.set_dtype_policy(previous_policy)
@@ -213,8 +225,16 @@ def _train(run, settings, train, validation, counts, state, **options):
             shuffle=False,
             drop_remainder=drop_remainder,
         )
+    bleu = None
+    if validation and settings.validation_sentences:
+        bleu = ValidationBLEU(
+            translator,
+            *validation_subset(
+                *validation, settings.validation_sentences, settings.seed
+            ),
+        )
     checkpoint = _fit(
-        run, translator, data, validation_ds, settings, state, options
+        run, translator, data, (validation_ds, bleu), settings, state, options
     )
     if checkpoint.best is None:
         run.remove_backup()
@@ -224,7 +244,7 @@ def _train(run, settings, train, validation, counts, state, **options):
             "model was saved. Lower the learning rate (it is "
             f"{settings.learning_rate:g}) or check the data."
         )
-    _finish(run, model)
+    _finish(run, model, checkpoint)
     return translator
 
 
@@ -252,11 +272,12 @@ def _build_model(settings, processor, strategy, policy, state):
     return model
 
 
-def _fit(run, translator, data, validation_ds, settings, state, options):
+def _fit(run, translator, data, validation, settings, state, options):
     """Fit from the start or from the backup `state`; returns the
     `BestCheckpoint` callback (its `best` is `None` if no epoch had a finite
     loss)."""
     model = translator.model
+    validation_ds, bleu = validation
     steps = data.steps_per_epoch
     epoch, step = (state["epoch"], state["step"]) if state else (0, 0)
     if state is not None and state.get("steps_per_epoch") != steps:
@@ -266,7 +287,9 @@ def _fit(run, translator, data, validation_ds, settings, state, options):
             f"{steps}. Resume with the same data and batch_size, or "
             "train without resume to start over."
         )
-    monitor = "val_loss" if validation_ds is not None else "loss"
+    monitor = monitor_of(
+        settings.select_by, validation_ds is not None, bleu is not None
+    )
     rows = _history_before(run, epoch) if state else []
     checkpoint = BestCheckpoint(
         run, translator, monitor, best_value(rows, monitor)
@@ -274,19 +297,35 @@ def _fit(run, translator, data, validation_ds, settings, state, options):
     backup = Backup(run, settings.backup_every, steps, resume_at=(epoch, step))
     if state is not None and step:
         backup.metrics = state["metrics"]
+    # In this order: each reads what the ones before added to the logs;
+    # the learning-rate decay comes before the backup saves the optimizer.
     fit_callbacks = [
+        LearningRateLog(),
+        *([bleu] if bleu is not None else []),
         checkpoint,
+    ]
+    if settings.keep_checkpoints:
+        fit_callbacks.append(EpochCheckpoints(run, settings.keep_checkpoints))
+    if settings.patience:
+        fit_callbacks.append(Patience(monitor, settings.patience, rows))
+    if settings.lr_patience:
+        fit_callbacks.append(PlateauDecay(monitor, settings.lr_patience, rows))
+    fit_callbacks += [
         keras.callbacks.CSVLogger(
             str(run.dir / HISTORY_FILE), append=state is not None
         ),
         backup,  # after the CSV row: a resumed epoch is logged once
         keras.callbacks.TerminateOnNaN(),
-        *options["callbacks"],
     ]
-    if settings.keep_checkpoints:
-        fit_callbacks.insert(
-            1, EpochCheckpoints(run, settings.keep_checkpoints)
+    if settings.max_minutes is not None:
+        fit_callbacks.append(TimeBudget(settings.max_minutes, options["start"]))
+    if options["tensorboard"] is not None:
+        from keras_nmt.training.board import tensorboard_callbacks
+
+        fit_callbacks += tensorboard_callbacks(
+            options["tensorboard"], translator, bleu
         )
+    fit_callbacks += list(options["callbacks"])
     if state is not None and options["verbose"]:
         print(
             f"Resuming the run in '{run.path}' at epoch {epoch + 1}/"
@@ -317,14 +356,20 @@ def _fit(run, translator, data, validation_ds, settings, state, options):
             verbose=options["verbose"],
             shuffle=False,  # the order is EpochData's
         )
-        if model.stop_training:  # TerminateOnNaN
+        if model.stop_training:  # NaN, patience or time budget
             break
+    checkpoint.stopped_by = next(
+        (c.reason for c in fit_callbacks if getattr(c, "stopped", False)),
+        "nan" if model.stop_training else "epochs",
+    )
     return checkpoint
 
 
-def _finish(run, model) -> None:
-    """Restore the best weights (the translator saved at the best epoch),
-    record the completed epochs and steps, and delete the backup."""
+def _finish(run, model, checkpoint) -> None:
+    """Restore the best weights (the translator saved at the best epoch)
+    and record the completed epochs and steps and the selection in
+    `training.json`. The backup (the state after the last step) is kept:
+    `resume=True` with more `epochs` continues the finished run."""
     history = read_history(run.dir / HISTORY_FILE)
     model.load_weights(run.dir / MODEL_FILE)
     path = run.dir / TRAINING_FILE
@@ -333,8 +378,13 @@ def _finish(run, model) -> None:
     described["steps"] = int(
         keras.ops.convert_to_numpy(model.optimizer.iterations)
     )
+    values = [row.get(checkpoint.monitor) for row in history]
+    best = [i for i, v in enumerate(values) if _same(v, checkpoint.best)]
+    described["selected_by"] = checkpoint.monitor
+    described["best_epoch"] = best[0] + 1 if best else None
+    described["best_value"] = checkpoint.best
+    described["stopped_by"] = checkpoint.stopped_by
     files.write_text_atomically(path, json.dumps(described, indent=2) + "\n")
-    run.remove_backup()
 
 
 def _write_training_file(directory, settings, counts, policy) -> None:

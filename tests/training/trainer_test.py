@@ -25,6 +25,11 @@ TINY = {
     "max_length": 16,
     "learning_rate": 1e-2,
     "dropout": 0.2,  # so that resuming must restore the dropout seeds
+    # The selection of the first version: by validation loss, all epochs
+    # (tests/training/selection_test.py covers BLEU, patience and decay).
+    "select_by": "loss",
+    "patience": 0,
+    "lr_patience": 0,
     "verbose": 0,
 }
 
@@ -81,7 +86,9 @@ def test_writes_a_loadable_translator(trained, pairs):
         "history.csv",
         "training.json",
     } <= names
-    assert "backup" not in names  # deleted once training completed
+    # The state after the last step stays, so the run can be continued.
+    state = json.loads((out_dir / "backup" / "state.json").read_text())
+    assert (state["epoch"], state["step"]) == (4, 0)
     arguments = json.loads((out_dir / "training.json").read_text())
     assert arguments["units"] == 16 and arguments["epochs"] == 4
     sentences = pairs.validation.sources[:5]
@@ -182,7 +189,8 @@ def test_run_interrupted_mid_epoch_resumes_exactly(trained, pairs, tmp_path):
     )
     # The rest of epoch 2 (one fit), then epoch 3; epochs 0-1 not again.
     assert resumed.begun == [2, 3]
-    assert not (out_dir / "backup").exists()
+    state = json.loads((out_dir / "backup" / "state.json").read_text())
+    assert (state["epoch"], state["step"]) == (4, 0)
     assert isinstance(translator, Translator)
     # Weights, optimizer, data position, dropout seeds and running metrics
     # were restored: the numbers are those of the uninterrupted run.
@@ -447,10 +455,14 @@ def test_only_our_backup_files_are_deleted(pairs, tmp_path):
         )
     assert (out_dir / "backup" / "state.json").is_file()
     (out_dir / "backup" / "my-notes.txt").write_text("keep me")
+    before = {p.name for p in (out_dir / "backup").iterdir()}
     train_translator(pairs.train, None, out_dir, epochs=1, **TINY)
-    assert sorted(p.name for p in (out_dir / "backup").iterdir()) == [
-        "my-notes.txt"
-    ]
+    after = {p.name for p in (out_dir / "backup").iterdir()}
+    # The interrupted run's files are gone (replaced by the new run's
+    # final state); the user's file is still there.
+    assert (out_dir / "backup" / "my-notes.txt").read_text() == "keep me"
+    old_weights = {n for n in before if n.endswith(".weights.h5")}
+    assert old_weights and not old_weights & after
 
 
 # ---- checkpoint averaging ----------------------------------------------------
