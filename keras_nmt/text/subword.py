@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import io
 import os
 import pathlib
@@ -13,7 +14,9 @@ from collections.abc import Iterable
 
 import sentencepiece
 import tensorflow as tf
-import tensorflow_text as tf_text
+from tensorflow_text.python.ops.sentencepiece_tokenizer import (
+    gen_sentencepiece_tokenizer,
+)
 
 from keras_nmt.text.standardize import END_TOKEN
 from keras_nmt.text.standardize import PAD_TOKEN
@@ -193,6 +196,58 @@ def _check_model(model, name: str) -> sentencepiece.SentencePieceProcessor:
     return processor
 
 
+class _SentencepieceModel(tf.saved_model.experimental.TrackableResource):
+    """The SentencePiece model as a TensorFlow resource, with the
+    tensorflow-text ops that tokenise and detokenise with it.
+
+    Why not `tensorflow_text.SentencepieceTokenizer` itself: its resource
+    is private to the kernel that created it, so
+    `keras.utils.clear_session()` (which clears the kernel cache) deletes
+    it, and every later call, eager or in a `tf.function` / `tf.data`
+    pipeline that captured it, fails with "Resource ... does not exist".
+    Created under a shared name (the model's hash) the resource lives in
+    the device's resource manager instead, and survives. Same ops, same
+    results; a SavedModel re-creates it when loaded.
+    """
+
+    def __init__(self, model: bytes):
+        super().__init__()
+        self._model = model
+        digest = hashlib.sha256(model).hexdigest()[:32]
+        self._shared_name = f"keras_nmt_sentencepiece_{digest}"
+        _ = self.resource_handle  # creates the resource now
+
+    def _create_resource(self):
+        return gen_sentencepiece_tokenizer.sentencepiece_op(
+            model=self._model, shared_name=self._shared_name
+        )
+
+    def tokenize(self, text: tf.Tensor) -> tf.RaggedTensor:
+        """1-D `tf.string` -> int32 ragged piece ids, no [START]/[END]."""
+        values, splits = gen_sentencepiece_tokenizer.sentencepiece_tokenize_op(
+            self.resource_handle,
+            text,
+            nbest_size=0,
+            alpha=1.0,
+            add_bos=False,
+            add_eos=False,
+            reverse=False,
+            out_type=tf.int32,
+        )
+        return tf.RaggedTensor.from_row_splits(values, splits)
+
+    def detokenize(self, ids: tf.RaggedTensor) -> tf.Tensor:
+        """Int32 ragged piece ids -> 1-D `tf.string`."""
+        return gen_sentencepiece_tokenizer.sentencepiece_detokenize_op(
+            self.resource_handle,
+            ids.flat_values,
+            ids.row_splits,
+            add_bos=False,
+            add_eos=False,
+            reverse=False,
+        )
+
+
 class SubwordVocabulary(tf.Module):
     """One side's subword tokens: sentences to SentencePiece ids and back.
 
@@ -203,7 +258,7 @@ class SubwordVocabulary(tf.Module):
     round-trips and `[UNK]` does not occur) and the learned pieces. Case
     is kept: sentences are standardised with `standardize_cased` (NFC,
     whitespace collapsed) and cut into unigram pieces by
-    `tensorflow_text.SentencepieceTokenizer`; `detokenize` returns the
+    the tensorflow-text SentencePiece ops; `detokenize` returns the
     standardised text exactly ("2024-08-02", "l'homme", "¿Qué tal?").
 
     Truncation, as in `Vocabulary`: a sentence of more than
@@ -253,9 +308,7 @@ class SubwordVocabulary(tf.Module):
             *(processor.id_to_piece(i) for i in range(1, len(processor))),
         )
         with self.name_scope:
-            self._tokenizer = tf_text.SentencepieceTokenizer(
-                model=model, out_type=tf.int32
-            )
+            self._tokenizer = _SentencepieceModel(model)
 
     @classmethod
     def from_sentences(
