@@ -285,7 +285,7 @@ class SubwordVocabulary(tf.Module):
     Example:
 
     >>> vocabulary = SubwordVocabulary.from_sentences(
-    ...     ["¿Qué tal?", "Hola, Ana."] * 50, max_length=16)
+    ...     ["¿Qué tal?", "Hola, Ana."] * 50, max_length=32)
     >>> ids = vocabulary.tokenize(["Hola, ¿qué tal?"])
     >>> vocabulary.detokenize(ids)
     ['Hola, ¿qué tal?']
