@@ -4,6 +4,8 @@ for a known Keras limitation."""
 
 from __future__ import annotations
 
+import contextlib
+
 import keras
 import tensorflow as tf
 
@@ -53,9 +55,17 @@ def workers(strategy) -> int:
 
 
 def fit(model, strategy, **kwargs):
-    """`model.fit(**kwargs)`, with a clear error for a known Keras bug."""
+    """`model.fit(**kwargs)`, with a clear error for a known Keras bug; with
+    a JAX `DataParallel` over several devices, each process is fed its rows
+    of every batch (see `process_rows`)."""
+    distribution = _data_parallel()
+    if distribution is not None:
+        for key in ("x", "validation_data"):
+            if kwargs.get(key) is not None:
+                kwargs[key] = process_rows(kwargs[key], distribution)
     try:
-        model.fit(**kwargs)
+        with _keras_sharding_off(distribution):
+            model.fit(**kwargs)
     except ValueError as error:
         if workers(strategy) > 1 and "PerReplica" in str(error):
             raise ValueError(
@@ -91,3 +101,61 @@ def check_strategy(strategy) -> None:
             f"MirroredStrategy()) or None; received "
             f"{type(strategy).__name__}."
         )
+
+
+def _data_parallel():
+    """The `keras.distribution.DataParallel` in effect on JAX when it spans
+    several devices, else `None`."""
+    if keras.config.backend() != "jax":
+        return None
+    distribution = keras.distribution.distribution()
+    if not isinstance(distribution, keras.distribution.DataParallel):
+        return None
+    return distribution if distribution.device_mesh.devices.size > 1 else None
+
+
+@contextlib.contextmanager
+def _keras_sharding_off(distribution):
+    """Turn off Keras' sharding of datasets over processes (the datasets
+    hold this process's rows already)."""
+    if distribution is None:
+        yield
+        return
+    auto_shard = distribution.auto_shard_dataset
+    distribution.auto_shard_dataset = False
+    try:
+        yield
+    finally:
+        distribution.auto_shard_dataset = auto_shard
+
+
+def process_rows(dataset: tf.data.Dataset, distribution) -> tf.data.Dataset:
+    """This process's rows of every batch of `dataset` under a JAX
+    `DataParallel` `distribution`: each batch is padded with padding rows
+    (token 0) to a multiple of the number of devices, and process `p` of
+    `P` keeps the `p`-th of `P` equal blocks of rows (one process: all).
+
+    JAX splits a batch evenly over the devices, and Keras' own sharding
+    over processes (`auto_shard_dataset`) needs batches of one known size;
+    ours vary (length buckets, the smaller last batch of each). The loss
+    and accuracy ignore padding tokens, so a padded batch has the gradient
+    of the batch one device would train on, and every process takes the
+    same steps. (Keras weights each batch in the epoch's mean `loss` by its
+    number of rows, padding rows included.)
+    """
+    import jax
+
+    devices = distribution.device_mesh.devices.size
+    processes, index = jax.process_count(), jax.process_index()
+
+    def rows(x):
+        count = tf.shape(x)[0]
+        padded = (count + devices - 1) // devices * devices
+        share = padded // processes
+        paddings = tf.concat(
+            [[[0, padded - count]], tf.zeros([tf.rank(x) - 1, 2], tf.int32)],
+            axis=0,
+        )
+        return tf.pad(x, paddings)[index * share : (index + 1) * share]
+
+    return dataset.map(lambda *batch: tf.nest.map_structure(rows, batch))
