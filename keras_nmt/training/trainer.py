@@ -244,7 +244,12 @@ def _train(run, settings, train, validation, counts, state, **options):
             "model was saved. Lower the learning rate (it is "
             f"{settings.learning_rate:g}) or check the data."
         )
-    _finish(run, model, checkpoint)
+    if isinstance(run, RunDirectory):
+        _finish(run, model, checkpoint)
+    else:  # a worker: the chief records the run. The best weights: its
+        # copy, or the chief's if a resumed run did not improve on them.
+        best = run.dir / MODEL_FILE
+        model.load_weights(best if best.is_file() else run.path / MODEL_FILE)
     return translator
 
 
