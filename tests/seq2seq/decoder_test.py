@@ -425,6 +425,7 @@ OPTIONS = {
         4,
     ),
     "scheduled_sampling": ({"scheduled_sampling": 0.5, "seed": 3}, 2),
+    "readout_encoder_layers": ({"readout_units": 5, "encoder_layers": 2}, 2),
 }
 
 
