@@ -205,7 +205,8 @@ def test_killed_run_resumes_as_if_it_had_not_stopped(runs):
     steps = json.loads((out_dir / "training.json").read_text())["steps"]
     assert steps == EPOCHS * state["steps_per_epoch"]
     names = {p.name for p in out_dir.iterdir()}
-    assert "backup" not in names
+    final = json.loads((out_dir / "backup" / "state.json").read_text())
+    assert (final["epoch"], final["step"]) == (EPOCHS, 0)  # continuable
     assert not [n for n in names if n.startswith(TEMP_PREFIX)]
 
 

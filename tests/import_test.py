@@ -11,7 +11,14 @@ import sys
 
 import pytest
 
-HEAVY = ("tensorflow", "tensorflow_text", "sacrebleu", "matplotlib")
+HEAVY = (
+    "tensorflow",
+    "tensorflow_text",
+    "sacrebleu",
+    "matplotlib",
+    "sentencepiece",
+    "tensorboard",
+)
 
 SCRIPT = """
 import json, sys

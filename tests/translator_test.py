@@ -315,7 +315,7 @@ def test_corpus_scores_validates_its_inputs():
 
 
 def test_evaluate_groups_references_by_source(translator, monkeypatch):
-    outputs = {"Hola.": "hello.", "Adiós.": "bye."}
+    outputs = {"Hola.": "Hello.", "Adiós.": "Bye."}
     calls = []
 
     def fake_translate(sentences, **kwargs):
@@ -328,7 +328,7 @@ def test_evaluate_groups_references_by_source(translator, monkeypatch):
     )
     assert calls == [["Hola.", "Adiós."]]  # each source translated once
     expected = corpus_scores(
-        ["hello.", "bye."], [["Hi.", "Hello."], ["Goodbye."]]
+        ["Hello.", "Bye."], [["Hi.", "Hello."], ["Goodbye."]]
     )
     assert scores["bleu"] == pytest.approx(expected["bleu"])
     assert scores["exact_match"] == 50.0

@@ -36,7 +36,7 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 import sys  # noqa: E402
 
 from keras_nmt.cli.parser import PROG  # noqa: E402
-from keras_nmt.cli.parser import build_parser  # noqa: E402
+from keras_nmt.cli.parser import parse_args  # noqa: E402
 
 DEBUG_ENV_VAR = "KERAS_NMT_DEBUG"
 
@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         message printed on one line; set `KERAS_NMT_DEBUG=1` for the
         traceback), 2 on a usage error, 130 if interrupted.
     """
-    args = build_parser().parse_args(argv)
+    args = parse_args(argv)
     try:
         _import_tensorflow_quietly()
         from keras_nmt.cli import commands

@@ -6,6 +6,7 @@ runs; each command imports what it needs.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import pathlib
 import sys
@@ -15,22 +16,31 @@ from keras_nmt.cli.parser import options_from
 from keras_nmt.decoding.methods import DecodingOptions
 from keras_nmt.training.settings import TrainingSettings
 
-# The train/validation/test split of `train` and `evaluate --split`.
-FRACTIONS = (0.8, 0.1, 0.1)
-
 
 class CommandError(ValueError):
     """A user error found by the command line itself (one-line message)."""
 
 
-def _read_split(args, seed: int) -> tuple:
-    """The pairs of `--data`, and their train/validation/test split."""
+def _read_split(args, seed: int, fractions) -> tuple:
+    """The pairs of `--data` (a seeded sample of `--max-pairs` of them),
+    and their train/validation/test split."""
     from keras_nmt import text
 
-    pairs = text.read_pairs(
-        args.data, reverse=args.reverse, max_pairs=args.max_pairs
-    )
-    return pairs, text.split_pairs(pairs, fractions=FRACTIONS, seed=seed)
+    pairs = text.read_pairs(args.data, reverse=args.reverse)
+    if args.max_pairs is not None:
+        pairs = text.sample_pairs(pairs, args.max_pairs, seed=seed)
+    return pairs, text.split_pairs(pairs, fractions=fractions, seed=seed)
+
+
+def _train_fractions(args) -> tuple[float, float, float]:
+    """The shares of `--data`: a share that comes from its own file goes
+    to training."""
+    train, validation, test = args.split_fractions
+    if args.validation_data is not None:
+        train, validation = train + validation, 0.0
+    if args.test_data is not None:
+        train, test = train + test, 0.0
+    return train, validation, test
 
 
 def _needs_tensorflow(option: str) -> None:
@@ -91,16 +101,29 @@ def train(args) -> int:
     # First: splitting the CPU must happen before TensorFlow's first op.
     if args.cpu_devices is not None:
         _split_cpu(args.cpu_devices)
+    from keras_nmt import text
     from keras_nmt.training.trainer import train_translator
 
     strategy = _strategy(args.strategy)
-    pairs, (train_pairs, validation, test) = _read_split(args, settings.seed)
+    fractions = _train_fractions(args)
+    pairs, (train_pairs, validation, test) = _read_split(
+        args, settings.seed, fractions
+    )
+    for name in ("validation", "test"):
+        path = getattr(args, f"{name}_data")
+        if path is not None:
+            part = text.read_pairs(path, reverse=args.reverse)
+            validation = part if name == "validation" else validation
+            test = part if name == "test" else test
     print(
         f"{len(pairs)} pairs from {args.data}: {len(train_pairs)} train, "
         f"{len(validation)} validation, {len(test)} test (seed "
         f"{settings.seed})",
         flush=True,
     )
+    verbose = args.verbose
+    if verbose is None:  # progress bars only where they can be redrawn
+        verbose = 1 if sys.stdout.isatty() else 2
     start = time.perf_counter()
     translator = train_translator(
         train_pairs,
@@ -110,14 +133,23 @@ def train(args) -> int:
         resume=args.resume,
         overwrite=args.overwrite,
         strategy=strategy,
-        verbose=args.verbose,
+        verbose=verbose,
+        tensorboard=args.tensorboard,
+        data_source={
+            "data": str(pathlib.Path(args.data).resolve()),
+            "reverse": args.reverse,
+            "max_pairs": args.max_pairs,
+            "split_fractions": list(fractions),
+            "seed": settings.seed,
+        },
     )
     seconds = time.perf_counter() - start
     print(f"Trained in {seconds:.0f} s; best model saved to {args.out}")
     if len(validation):
         scores = translator.evaluate(validation.sources, validation.targets)
         print(
-            f"Validation BLEU {scores['bleu']:.2f}, exact match "
+            f"Validation BLEU {scores['bleu']:.2f} (lowercased "
+            f"{scores['bleu_lowercase']:.2f}), exact match "
             f"{scores['exact_match']:.1f}% ({scores['sentences']} sentences, "
             "greedy)"
         )
@@ -191,29 +223,63 @@ def _plot(translator, sentence: str, path: str) -> str:
     return result.text
 
 
+def _evaluation_split(args, model_dir) -> tuple[str, dict]:
+    """The split `evaluate` scores, and the split settings: the model's own
+    when --data is the file it was trained on (so the default, test, is
+    the part it never saw), else the flags'."""
+    from keras_nmt.translator import TRAINING_FILE
+
+    recorded = {}
+    path = pathlib.Path(model_dir) / TRAINING_FILE
+    if path.is_file():
+        with contextlib.suppress(ValueError):
+            recorded = (
+                json.loads(path.read_text(encoding="utf-8")).get("data_source")
+                or {}
+            )
+    same_file = recorded.get("data") == str(pathlib.Path(args.data).resolve())
+    split = args.split or ("test" if same_file else "all")
+    if same_file:
+        for name in ("reverse", "max_pairs", "seed"):
+            if name != "seed" or args.seed is None:
+                setattr(args, name, recorded.get(name, getattr(args, name)))
+        args.split_fractions = tuple(
+            recorded.get("split_fractions", args.split_fractions)
+        )
+    if args.seed is None:
+        args.seed = 0
+    return split, {"trained_on_this_file": same_file}
+
+
 def evaluate(args) -> int:
     translator = _load_translator(args)
-    pairs, splits = _read_split(args, args.seed)
-    part = pairs if args.split == "all" else getattr(splits, args.split)
+    split, described = _evaluation_split(args, args.model)
+    pairs, splits = _read_split(args, args.seed, args.split_fractions)
+    part = pairs if split == "all" else getattr(splits, split)
     if not len(part):
         raise CommandError(
-            f"The {args.split} split of {args.data} is empty (seed "
+            f"The {split} split of {args.data} is empty (seed "
             f"{args.seed}); use --split all or a larger file."
         )
-    scores = translator.evaluate(part.sources, part.targets)
+    scores = translator.evaluate(
+        part.sources, part.targets, lowercase=args.lowercase
+    )
     scores.update(
         {
             "model": str(args.model),
             "data": str(args.data),
-            "split": args.split,
+            "split": split,
             "pairs": len(part),
+            **described,
         }
     )
-    print(f"BLEU         {scores['bleu']:.2f}")
+    print(f"BLEU         {scores['bleu_cased']:.2f} (cased)")
+    print(f"BLEU         {scores['bleu_lowercase']:.2f} (lowercased)")
     print(
         f"exact match  {scores['exact_match']:.2f}% of "
         f"{scores['sentences']} sentences ({len(part)} pairs, "
-        f"{args.split}, {scores['method']})"
+        f"{split} split, {scores['method']}"
+        f"{', lowercased' if args.lowercase else ''})"
     )
     print(f"sacrebleu    {scores['bleu_signature']}")
     if args.json is not None:
@@ -247,8 +313,7 @@ def average(args) -> int:
         )
     average_checkpoints(args.model, last=args.last).save(out)
     print(
-        f"Averaged the last {args.last} checkpoints of {args.model} into "
-        f"{out}"
+        f"Averaged the last {args.last} checkpoints of {args.model} into {out}"
     )
     return 0
 

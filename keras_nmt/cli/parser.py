@@ -19,6 +19,8 @@ from keras_nmt.version import __version__
 
 PROG = "keras-nmt"
 SPLITS = ("all", "train", "validation", "test")
+# The default train/validation/test shares of --data.
+FRACTIONS = (0.8, 0.1, 0.1)
 STRATEGIES = ("default", "mirrored")
 # Decoding flags left unset use the model's saved defaults.
 MODEL_DEFAULT = None
@@ -97,10 +99,29 @@ def options_from(args, options_class, base=None):
     return base.replace(**given)
 
 
-def _data_options(parser, with_split: bool) -> None:
+def _fractions(text: str) -> tuple[float, float, float]:
+    """`--split-fractions 0.8,0.1,0.1`: three non-negative numbers that
+    sum to 1."""
+    try:
+        values = tuple(float(part) for part in text.split(","))
+    except ValueError:
+        values = ()
+    if (
+        len(values) != 3
+        or any(not 0 <= v <= 1 for v in values)
+        or abs(sum(values) - 1) > 1e-6
+    ):
+        raise argparse.ArgumentTypeError(
+            "expected three non-negative numbers TRAIN,VALIDATION,TEST "
+            f"that sum to 1, e.g. 0.8,0.1,0.1; received {text!r}"
+        )
+    return values
+
+
+def _data_options(parser, command: str) -> None:
     parser.add_argument(
         "--data",
-        required=True,
+        required=command != "train",  # train: also from --config
         metavar="FILE",
         help="tab-separated sentence pairs (UTF-8, 2 or 3 columns)",
     )
@@ -116,24 +137,45 @@ def _data_options(parser, with_split: bool) -> None:
         type=argument_type(integer()),
         default=None,
         metavar="N",
-        help="read only the first N pairs",
+        help="use N pairs of the file, a sample drawn with --seed (the "
+        "Anki files are sorted by length: the first N would be the "
+        "shortest)",
     )
-    if with_split:
+    parser.add_argument(
+        "--split-fractions",
+        type=_fractions,
+        default=FRACTIONS,
+        metavar="T,V,E",
+        help="the train, validation and test shares of --data, split by "
+        "sentence group with --seed (default: 0.8,0.1,0.1); a share "
+        "given by --validation-data or --test-data goes to training",
+    )
+    if command == "evaluate":
         parser.add_argument(
             "--seed",
             type=argument_type(integer(0)),
-            default=TrainingSettings().seed,
-            help="seed of the train/validation/test split, as in `train` "
-            "(default: %(default)s)",
+            default=None,
+            help="seed of the split and of --max-pairs, as in `train` "
+            "(default: the model's, else 0)",
         )
         parser.add_argument(
             "--split",
             choices=SPLITS,
-            default="all",
-            help="which part of the file to score: the split of `train` "
-            "with the same --seed, --reverse and --max-pairs, or all pairs "
-            "(default)",
+            default=None,
+            help="which part of --data to score: a split of `train` (with "
+            "the same --seed, --reverse, --max-pairs and --split-fractions) "
+            "or all pairs. Default: test if --data is the file the model "
+            "was trained on (its split settings are then the model's), "
+            "else all",
         )
+    else:
+        for name, part in (("validation", "validation"), ("test", "test")):
+            parser.add_argument(
+                f"--{name}-data",
+                metavar="FILE",
+                help=f"the {part} pairs, from this file (same format and "
+                f"--reverse) instead of a share of --data",
+            )
 
 
 def _model_option(parser, ensemble: bool = False) -> None:
@@ -160,13 +202,20 @@ def _train_parser(commands) -> None:
         "train",
         help="train a translator on sentence pairs",
         description="Train an attention encoder-decoder; keeps the model of "
-        "the best validation loss in --out (resumable with --resume). The "
+        "the best validation BLEU (or loss) in --out, stops early when it "
+        "no longer improves (resumable and continuable with --resume). The "
         "data is split 80/10/10 by sentence group with --seed.",
     )
-    _data_options(train, with_split=False)
+    train.add_argument(
+        "--config",
+        metavar="FILE",
+        help="read the flags from a TOML file (keys as the flags' names, "
+        "e.g. units = 512 or max-pairs = 10000) or from a run's "
+        "training.json; flags given on the command line win",
+    )
+    _data_options(train, "train")
     train.add_argument(
         "--out",
-        required=True,
         metavar="DIR",
         help="output directory: new, empty, or written by `keras-nmt "
         "train` (the best model, vocabularies, history)",
@@ -202,11 +251,19 @@ def _train_parser(commands) -> None:
         "--strategy mirrored without GPUs (for testing)",
     )
     train.add_argument(
+        "--tensorboard",
+        metavar="DIR",
+        help="write TensorBoard logs into DIR: loss, validation loss and "
+        "BLEU, learning rate, and attention maps of a few validation "
+        "sentences each epoch",
+    )
+    train.add_argument(
         "--verbose",
         type=int,
         choices=(0, 1, 2),
-        default=1,
-        help="1: progress bars (default), 2: one line per epoch, 0: quiet",
+        default=None,
+        help="1: progress bars, 2: one line per epoch, 0: quiet (default: "
+        "1 on a terminal, else 2)",
     )
 
 
@@ -283,8 +340,14 @@ def _evaluate_parser(commands) -> None:
         "their references (grouped by source sentence).",
     )
     _model_option(evaluate, ensemble=True)
-    _data_options(evaluate, with_split=True)
+    _data_options(evaluate, "evaluate")
     add_options(evaluate, DecodingOptions, model_defaults=True)
+    evaluate.add_argument(
+        "--lowercase",
+        action="store_true",
+        help="score BLEU and exact match case-insensitively (both BLEUs "
+        "are printed either way)",
+    )
     evaluate.add_argument(
         "--json", metavar="FILE", help="also write the scores as JSON"
     )
@@ -421,6 +484,7 @@ def build_parser() -> argparse.ArgumentParser:
         dest="command", metavar="COMMAND", parser_class=Parser
     )
     commands.required = True
+    parser.command_parsers = commands.choices
     for add in (
         _train_parser,
         _translate_parser,
@@ -432,3 +496,102 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         add(commands)
     return parser
+
+
+# Keys of a run's training.json that record the run rather than set a flag.
+RECORDED_KEYS = frozenset(
+    {
+        "train_pairs",
+        "validation_pairs",
+        "dtype_policy",
+        "backend",
+        "completed_epochs",
+        "steps",
+        "selected_by",
+        "best_epoch",
+        "best_value",
+        "stopped_by",
+        "data_source",
+    }
+)
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    """Parse a `keras-nmt` command line, with `train --config FILE`: the
+    file's values become flags placed before the command line's (so the
+    command line wins), parsed and checked exactly like typed flags."""
+    import sys
+
+    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(argv)
+    if args.command != "train":
+        return args
+    train = parser.command_parsers["train"]
+    if args.config is not None:
+        flags = config_flags(train, args.config)
+        at = argv.index("train") + 1
+        args = parser.parse_args([*argv[:at], *flags, *argv[at:]])
+    for name in ("data", "out"):
+        if getattr(args, name) is None:
+            train.error(
+                f"the following arguments are required: --{name} (or "
+                f"'{name}' in --config)"
+            )
+    return args
+
+
+def config_flags(parser, path: str) -> list[str]:
+    """The flags of a TOML config file (or of a run's training.json) for
+    `parser`: `key = value` becomes `--key value`, `true`/`false` the flag
+    or its `--no-` form, a list its comma-separated values."""
+    import json
+    import pathlib
+
+    import tomllib
+
+    file = pathlib.Path(path)
+    try:
+        raw = file.read_bytes()
+    except OSError as error:
+        parser.error(f"--config {path}: cannot read it ({error.strerror})")
+    try:
+        if file.suffix == ".json":
+            values = json.loads(raw.decode("utf-8"))
+        else:
+            values = tomllib.loads(raw.decode("utf-8"))
+    except (ValueError, UnicodeDecodeError) as error:
+        kind = "JSON" if file.suffix == ".json" else "TOML"
+        parser.error(f"--config {path}: not valid {kind} ({error})")
+    if not isinstance(values, dict):
+        parser.error(f"--config {path}: expected a table of flag = value")
+    actions = {
+        action.dest: action
+        for action in parser._actions  # argparse has no public list
+        if action.option_strings
+    }
+    flags = []
+    for key, value in values.items():
+        dest = key.replace("-", "_")
+        if key in RECORDED_KEYS or value is None:
+            continue
+        if dest in ("config", "help") or dest not in actions:
+            parser.error(
+                f"--config {path}: unknown key {key!r}; expected the name "
+                f"of a train flag, e.g. {'units'!r} or {'max-pairs'!r}"
+            )
+        option = actions[dest].option_strings[0]
+        if isinstance(value, bool):
+            if actions[dest].nargs == 0 and not value:
+                if isinstance(actions[dest], argparse.BooleanOptionalAction):
+                    flags.append("--no-" + option[2:])
+                continue
+            if actions[dest].nargs != 0:
+                flags += [option, str(value)]  # a type error, reported
+            else:
+                flags.append(option)
+        elif isinstance(value, (list, tuple)):
+            flags += [option, ",".join(str(v) for v in value)]
+        else:
+            flags += [option, str(value)]
+    return flags

@@ -16,6 +16,7 @@ _EXPORTS = {
     "attention_model": "keras_nmt.seq2seq.model",
     "build_seq2seq": "keras_nmt.seq2seq.model",
     "compile_seq2seq": "keras_nmt.seq2seq.model",
+    "SmoothedCrossEntropy": "keras_nmt.seq2seq.losses",
 }
 
 __all__ = sorted(_EXPORTS)

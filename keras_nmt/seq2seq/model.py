@@ -159,23 +159,35 @@ class MaskedAccuracy(keras.metrics.Mean):
         return {**super().get_config(), "pad_token": self.pad_token}
 
 
-def compile_seq2seq(model, optimizer="adam", learning_rate=None, **kwargs):
+def compile_seq2seq(
+    model,
+    optimizer="adam",
+    learning_rate=None,
+    label_smoothing: float = 0.0,
+    **kwargs,
+):
     """Compiles `model` with a padding-aware loss and accuracy.
 
-    The loss is Keras' `SparseCategoricalCrossentropy(from_logits=True,
-    ignore_class=0)`, averaged over the non-padding target tokens; the metric
-    is `MaskedAccuracy`. Extra keyword arguments go to `model.compile`.
+    The loss is the token cross-entropy from logits averaged over the
+    non-padding target tokens (`keras_nmt.seq2seq.SmoothedCrossEntropy`:
+    with `label_smoothing=0`, exactly Keras'
+    `SparseCategoricalCrossentropy(from_logits=True, ignore_class=0)`); the
+    metric is `MaskedAccuracy`. Extra keyword arguments go to
+    `model.compile`.
     """
+    from keras_nmt.seq2seq.losses import SmoothedCrossEntropy
+
     optimizer = keras.optimizers.get(optimizer)
     if learning_rate is not None:
         optimizer.learning_rate = learning_rate
-    model.compile(
-        optimizer=optimizer,
-        loss=keras.losses.SparseCategoricalCrossentropy(
+    if label_smoothing:
+        loss = SmoothedCrossEntropy(label_smoothing)
+    else:
+        loss = keras.losses.SparseCategoricalCrossentropy(
             from_logits=True, ignore_class=0
-        ),
-        metrics=[MaskedAccuracy()],
-        **kwargs,
+        )
+    model.compile(
+        optimizer=optimizer, loss=loss, metrics=[MaskedAccuracy()], **kwargs
     )
     return model
 

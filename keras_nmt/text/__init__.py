@@ -23,6 +23,7 @@ from keras_nmt.text.pairs import SentencePairs
 from keras_nmt.text.pairs import load_demo_pairs
 from keras_nmt.text.pairs import load_spa_eng
 from keras_nmt.text.pairs import read_pairs
+from keras_nmt.text.pairs import sample_pairs
 from keras_nmt.text.pairs import spa_eng_path
 from keras_nmt.text.pairs import split_pairs
 from keras_nmt.text.standardize import END_TOKEN
@@ -63,6 +64,7 @@ __all__ = [
     "load_spa_eng",
     "make_dataset",
     "read_pairs",
+    "sample_pairs",
     "spa_eng_path",
     "split_pairs",
     "standardize",

@@ -17,6 +17,8 @@ import warnings
 from collections.abc import Sequence
 from typing import NamedTuple
 
+import numpy as np
+
 from keras_nmt.datasets import SPA_ENG_SMALL
 
 SPA_ENG_URL = (
@@ -301,6 +303,36 @@ def split_pairs(
             part_of[group] = part if fractions[part] > 0 else last
         indices[part_of[group]].append(i)
     return PairSplits(*(pairs.take(idx) for idx in indices))
+
+
+def sample_pairs(pairs: SentencePairs, n: int, *, seed: int = 0):
+    """A seeded sample of `n` pairs, in their file order.
+
+    The Anki / Tatoeba files are sorted by sentence length, so their first
+    `n` lines are the `n` shortest pairs: a sample keeps the mix of
+    lengths. The same `(pairs, n, seed)` always gives the same sample; all
+    pairs (in order) when `n >= len(pairs)`.
+
+    Args:
+        pairs: a `SentencePairs`.
+        n: how many pairs to keep, at least 1.
+        seed: an integer.
+
+    Returns:
+        A `SentencePairs`.
+
+    Raises:
+        ValueError: on an invalid `n` or `seed`.
+    """
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"Invalid n={n!r}; expected an integer >= 1.")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"Invalid seed={seed!r}; expected an integer >= 0.")
+    if n >= len(pairs):
+        return pairs
+    rng = np.random.default_rng([seed, 2])
+    chosen = np.sort(rng.choice(len(pairs), size=n, replace=False))
+    return pairs.take(chosen.tolist())
 
 
 def _find_spa_txt(directory: pathlib.Path) -> pathlib.Path | None:

@@ -60,6 +60,14 @@ def tensorboard_callbacks(log_dir: str | os.PathLike, translator, bleu):
     """Keras' `TensorBoard` (epoch scalars: every value of the logs) and
     `AttentionImages` of the first validation sentences of the BLEU subset
     `bleu` (a `ValidationBLEU`, or `None`: no images)."""
+    try:
+        import tensorboard  # noqa: F401  (tf.summary's implementation)
+    except ImportError:
+        raise ValueError(
+            "TensorBoard logs need the tensorboard package, which is not "
+            "installed; install it with: pip install 'keras-nmt[text]' (or "
+            "pip install tensorboard)."
+        ) from None
     log_dir = pathlib.Path(log_dir)
     callbacks = [
         keras.callbacks.TensorBoard(

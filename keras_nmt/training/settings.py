@@ -23,6 +23,7 @@ from keras_nmt.seq2seq.options import STYLES
 # Fields a resumed run may change (the others must equal the run's).
 MAY_CHANGE_ON_RESUME = "may change on resume"
 SELECT_BY = ("bleu", "loss")
+TOKENIZERS = ("word", "subword")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,7 +53,25 @@ class TrainingSettings(Options):
         integer(minimum=2),
     )
     dropout: float = option(0.0, "dropout rate", number(below=1.0))
+    encoder_layers: int = option(
+        1, "stacked bidirectional encoder RNN layers", integer()
+    )
+    layers: int = option(1, "stacked decoder RNN layers", integer())
+    readout_units: int | None = option(
+        None,
+        "Bahdanau style: the deep output, a maxout readout of N units over "
+        "[s_t; c_t; E y_t-1] before the vocabulary projection (default: "
+        "none, [s_t; c_t] projected directly)",
+        integer(optional=True),
+        metavar="N",
+    )
     # The data.
+    tokenizer: str = option(
+        "word",
+        "word: lowercased words and punctuation; subword: SentencePiece "
+        "pieces learned from the training pairs, case kept",
+        choice(TOKENIZERS),
+    )
     max_length: int = option(
         32,
         "longest token sequence, [START] and [END] included; also the most "
@@ -61,7 +80,8 @@ class TrainingSettings(Options):
     )
     max_vocab: int | None = option(
         None,
-        "vocabulary size per language (default: every word)",
+        "vocabulary size per language (default: every word; subword: "
+        "8000, or fewer if the data has fewer pieces)",
         integer(minimum=4, optional=True),
         metavar="N",
     )
@@ -158,6 +178,12 @@ class TrainingSettings(Options):
                 f"Invalid units={self.units}; expected an even number (the "
                 "bidirectional encoder has units/2 per direction)."
             )
+        if self.readout_units is not None and self.style != "bahdanau":
+            raise ValueError(
+                "readout_units is the deep output of the Bahdanau style; "
+                f"received style={self.style!r}. Use style='bahdanau' or "
+                "leave readout_units unset."
+            )
         if self.input_feeding and self.style != "luong":
             raise ValueError(
                 "input_feeding=True needs style='luong' (it feeds Luong's "
@@ -183,5 +209,8 @@ class TrainingSettings(Options):
             "embedding_dim",
             "units",
             "dropout",
+            "encoder_layers",
+            "layers",
+            "readout_units",
         )
         return {name: getattr(self, name) for name in names}

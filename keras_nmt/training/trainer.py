@@ -72,6 +72,7 @@ def train_translator(
     verbose: int | str = 1,
     callbacks: Sequence[keras.callbacks.Callback] = (),
     tensorboard: str | os.PathLike | None = None,
+    data_source: dict | None = None,
     **changes,
 ) -> Translator:
     """Train an attention seq2seq model and save it as a `Translator`.
@@ -130,6 +131,11 @@ def train_translator(
         verbose: `model.fit`'s verbosity: 1 = progress bars, 2 = one line per
             epoch, 0 = silent.
         callbacks: more Keras callbacks for `model.fit`.
+        tensorboard: a directory for TensorBoard logs (see
+            `keras_nmt.training.board`), or `None`.
+        data_source: JSON-serialisable facts about where the pairs came
+            from (the command line records the file and its split), kept in
+            `training.json` under `"data_source"`.
         **changes: settings to change, by name (`epochs=2`, `units=512`):
             shorthand for `settings.replace(...)`.
 
@@ -184,6 +190,7 @@ def train_translator(
                 verbose=verbose,
                 callbacks=callbacks,
                 tensorboard=tensorboard,
+                data_source=data_source,
                 start=start,
             )
         finally:
@@ -199,6 +206,7 @@ def _train(run, settings, train, validation, counts, state, **options):
     else:
         processor = TextProcessor.from_sentences(
             *train,
+            tokenizer=settings.tokenizer,
             max_tokens=settings.max_vocab,
             max_length=settings.max_length,
         )
@@ -211,7 +219,9 @@ def _train(run, settings, train, validation, counts, state, **options):
     translator = Translator(model, processor, max_length=settings.max_length)
     if state is None:
         processor.save(run.dir)
-        _write_training_file(run.dir, settings, counts, policy)
+        _write_training_file(
+            run.dir, settings, counts, policy, options["data_source"]
+        )
     drop_remainder = isinstance(strategy, tf.distribute.TPUStrategy)
     data = EpochData(
         train, processor, settings.batch_size, settings.seed, drop_remainder
@@ -268,7 +278,11 @@ def _build_model(settings, processor, strategy, policy, state):
             )
         finally:
             keras.config.set_dtype_policy(previous_policy)
-        compile_seq2seq(model, learning_rate=settings.learning_rate)
+        compile_seq2seq(
+            model,
+            learning_rate=settings.learning_rate,
+            label_smoothing=settings.label_smoothing,
+        )
         if state is not None:
             if not model.optimizer.built:
                 model.optimizer.build(model.trainable_variables)
@@ -376,13 +390,14 @@ def _finish(run, model, checkpoint) -> None:
     `training.json`. The backup (the state after the last step) is kept:
     `resume=True` with more `epochs` continues the finished run."""
     history = read_history(run.dir / HISTORY_FILE)
+    # The steps trained, before the best epoch's weights (and optimizer
+    # state) are loaded back.
+    steps = int(keras.ops.convert_to_numpy(model.optimizer.iterations))
     model.load_weights(run.dir / MODEL_FILE)
     path = run.dir / TRAINING_FILE
     described = json.loads(path.read_text(encoding="utf-8"))
     described["completed_epochs"] = len(history)
-    described["steps"] = int(
-        keras.ops.convert_to_numpy(model.optimizer.iterations)
-    )
+    described["steps"] = steps
     values = [row.get(checkpoint.monitor) for row in history]
     best = [i for i, v in enumerate(values) if _same(v, checkpoint.best)]
     described["selected_by"] = checkpoint.monitor
@@ -392,10 +407,11 @@ def _finish(run, model, checkpoint) -> None:
     files.write_text_atomically(path, json.dumps(described, indent=2) + "\n")
 
 
-def _write_training_file(directory, settings, counts, policy) -> None:
+def _write_training_file(directory, settings, counts, policy, source):
     described = {
         **settings.to_dict(),
         **counts,
+        **({"data_source": source} if source else {}),
         "dtype_policy": policy or keras.config.dtype_policy().name,
         "backend": keras.config.backend(),
     }
@@ -422,7 +438,11 @@ def _check_resumable(out_dir, settings, counts) -> None:
             f"Nothing to resume in '{out_dir}': {TRAINING_FILE} is "
             "missing. Train without resume to start a new run."
         )
-    previous = json.loads(path.read_text(encoding="utf-8"))
+    # A setting that an older version did not record had its default.
+    previous = {
+        **TrainingSettings().to_dict(),
+        **json.loads(path.read_text(encoding="utf-8")),
+    }
     current = {**settings.to_dict(), **counts}
     keys = (*TrainingSettings.fixed_on_resume(), *counts)
     changed = [
