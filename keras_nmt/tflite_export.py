@@ -126,12 +126,13 @@ def export_tflite(
     ... `[END]`), padded with 0 to the processor's `max_length`, to
     `"tokens"`: int32 `(1, translator.max_length)`, the generated target
     ids (the `[END]` id included, 0 after it). The batch is fixed at one
-    sentence: TFLite converts the encoder's recurrent loop only with
-    static shapes. Decoding uses the translator's options (`min_length`,
-    `no_repeat_ngram_size`, `max_length_ratio`; for beam search
-    `beam_width`, `length_penalty`, `coverage_penalty`); the tokens equal
-    those of `translator.translate(..., method=method)` (not
-    `replace_unknown`, which needs the attention). Run it with
+    sentence: with a dynamic batch the converter cannot lower the
+    recurrent layers' TensorList ops to builtins. Decoding uses the
+    translator's options (`min_length`, `no_repeat_ngram_size`,
+    `max_length_ratio`; for beam search `beam_width`, `length_penalty`,
+    `coverage_penalty`); the tokens equal those of
+    `translator.translate(..., method=method)` (not `replace_unknown`,
+    which needs the attention). Run it with
     `TFLiteTranslator(path, translator.processor)`, or any TFLite / LiteRT
     runtime (builtin ops only; no Flex delegate):
 
