@@ -291,6 +291,33 @@ def evaluate(args) -> int:
 
 
 def export(args) -> int:
+    if args.format == "tflite":
+        from keras_nmt.tflite_export import export_tflite
+
+        if args.ensemble:
+            raise CommandError(
+                "--format tflite exports one model; received --ensemble. "
+                "Export the SavedModel for an ensemble."
+            )
+        export_tflite(
+            _load_translator(args),
+            args.out,
+            method=args.method,
+            quantize=args.quantize,
+        )
+        size = pathlib.Path(args.out).stat().st_size / 2**20
+        print(
+            f"TFLite model written to {args.out} ({size:.1f} MiB, "
+            f"{args.method}{', quantised' if args.quantize else ''}): "
+            "input 'source' (1, max_length) int32 token ids, output "
+            "'tokens'; run it with keras_nmt.tflite_export.TFLiteTranslator"
+        )
+        return 0
+    if args.quantize or args.method != "greedy":
+        raise CommandError(
+            "--method and --quantize are options of --format tflite (the "
+            "SavedModel has both greedy and beam signatures)."
+        )
     from keras_nmt.export import export_saved_model
 
     export_saved_model(_load_translator(args), args.out)

@@ -356,13 +356,41 @@ def _evaluate_parser(commands) -> None:
 def _export_parser(commands) -> None:
     export = commands.add_parser(
         "export",
-        help="write a TensorFlow SavedModel (strings in, strings out)",
+        help="write a TensorFlow SavedModel (strings in, strings out) or a "
+        "TFLite model (token ids in and out)",
         description="Export a translator as a SavedModel with 'translate' "
         "and 'translate_beam' signatures (tf.string -> tf.string), loadable "
-        "with tf.saved_model.load after `import tensorflow_text`.",
+        "with tf.saved_model.load after `import tensorflow_text`; or, with "
+        "--format tflite, as a .tflite file of builtin ops only (one "
+        "sentence at a time, token ids in and out; "
+        "keras_nmt.tflite_export.TFLiteTranslator adds the vocabularies).",
     )
     _model_option(export, ensemble=True)
-    export.add_argument("--out", required=True, metavar="DIR")
+    export.add_argument(
+        "--out",
+        required=True,
+        metavar="PATH",
+        help="the SavedModel directory, or the .tflite file",
+    )
+    export.add_argument(
+        "--format",
+        choices=("saved_model", "tflite"),
+        default="saved_model",
+        help="(default: %(default)s)",
+    )
+    export.add_argument(
+        "--method",
+        choices=("greedy", "beam"),
+        default="greedy",
+        help="tflite: the decoding in the file (beam: the model's beam "
+        "options) (default: %(default)s)",
+    )
+    export.add_argument(
+        "--quantize",
+        action="store_true",
+        help="tflite: dynamic-range quantisation (int8 weights, about 4x "
+        "smaller)",
+    )
 
 
 def _average_parser(commands) -> None:

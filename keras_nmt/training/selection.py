@@ -99,6 +99,7 @@ class ValidationBLEU(keras.callbacks.Callback):
         )
         self.seconds.append(time.perf_counter() - start)
         logs["val_bleu"] = scores["bleu"]
+        logs["val_bleu_seconds"] = self.seconds[-1]
 
 
 class LearningRateLog(keras.callbacks.Callback):

@@ -39,8 +39,8 @@ class TrainingSettings(Options):
 
     # The model.
     attention: str = option("bahdanau", "attention score", choice(ATTENTIONS))
-    style: str = option("bahdanau", "decoder style", choice(STYLES))
-    cell: str = option("lstm", "RNN cell", choice(CELLS))
+    style: str = option("luong", "decoder style", choice(STYLES))
+    cell: str = option("gru", "RNN cell", choice(CELLS))
     input_feeding: bool = option(
         False,
         "Luong style: feed the attentional vector to the next step",
@@ -52,7 +52,7 @@ class TrainingSettings(Options):
         "decoder state size (even: the encoder has units/2 per direction)",
         integer(minimum=2),
     )
-    dropout: float = option(0.0, "dropout rate", number(below=1.0))
+    dropout: float = option(0.2, "dropout rate", number(below=1.0))
     encoder_layers: int = option(
         1, "stacked bidirectional encoder RNN layers", integer()
     )
@@ -67,15 +67,15 @@ class TrainingSettings(Options):
     )
     # The data.
     tokenizer: str = option(
-        "word",
+        "subword",
         "word: lowercased words and punctuation; subword: SentencePiece "
         "pieces learned from the training pairs, case kept",
         choice(TOKENIZERS),
     )
     max_length: int = option(
-        32,
-        "longest token sequence, [START] and [END] included; also the most "
-        "tokens generated",
+        48,
+        "longest token sequence (words or pieces), [START] and [END] "
+        "included; also the most tokens generated",
         integer(minimum=3),
     )
     max_vocab: int | None = option(
@@ -100,7 +100,7 @@ class TrainingSettings(Options):
         1e-3, "Adam learning rate", number(0.0, above=True)
     )
     label_smoothing: float = option(
-        0.0,
+        0.1,
         "label smoothing of the training loss (Szegedy et al., 2016): this "
         "share of each target's probability is spread over the vocabulary",
         number(below=1.0),
