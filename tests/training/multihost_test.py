@@ -15,7 +15,9 @@ What must hold, and why it can:
   sees the batch the single process sees. A batch whose rows do not split
   evenly over the devices (here the last training batch, 7 rows, and the
   validation batch, 15) gets padding rows that the loss and accuracy
-  ignore, so the gradients are those of the single process. One number
+  ignore, so the gradients are those of the single process (dropout too:
+  JAX's random bits are counter-based, so a row gets the same mask in a
+  padded batch). One number
   differs by design: the epoch's mean training `loss`, in which Keras
   weights each batch by its number of rows, padding rows included; it is
   compared loosely (the validation set is one batch, so `val_loss` is
@@ -46,7 +48,7 @@ import pytest
 
 WORKER = Path(__file__).with_name("multihost_worker.py")
 # Seconds for each group of processes to finish (the whole test takes
-# about 50 s of two idle cores).
+# about a minute of two idle cores).
 TIMEOUT = 420
 # One CPU device per process; XLA compiles without its costly optimisations
 # (the same in every process): compiling is most of the run time here.
