@@ -32,6 +32,30 @@ def _read_split(args, seed: int, fractions) -> tuple:
     return pairs, text.split_pairs(pairs, fractions=fractions, seed=seed)
 
 
+def _streaming_split(args, seed: int, fractions) -> tuple:
+    """`--streaming`: the train and test shares of `--data` as
+    `StreamingPairs` (read at each use), the validation share a sample in
+    memory (unless `--validation-data` gives it)."""
+    from keras_nmt import text
+    from keras_nmt.training.trainer import STREAMING_VALIDATION_PAIRS
+
+    if args.max_pairs is not None:
+        raise CommandError(
+            "--max-pairs samples the pairs in memory; --streaming uses "
+            "every pair of --data. Drop one of them."
+        )
+    buffer = (
+        {}
+        if args.shuffle_buffer is None
+        else {"shuffle_buffer": args.shuffle_buffer}
+    )
+    corpus = text.StreamingPairs(args.data, reverse=args.reverse, **buffer)
+    train, validation, test = corpus.split(fractions, seed=seed)
+    if args.validation_data is None:
+        validation = validation.sample(STREAMING_VALIDATION_PAIRS, seed=seed)
+    return train, validation, test
+
+
 def _train_fractions(args) -> tuple[float, float, float]:
     """The shares of `--data`: a share that comes from its own file goes
     to training."""
@@ -106,21 +130,36 @@ def train(args) -> int:
 
     strategy = _strategy(args.strategy)
     fractions = _train_fractions(args)
-    pairs, (train_pairs, validation, test) = _read_split(
-        args, settings.seed, fractions
-    )
+    if args.streaming:
+        train_pairs, validation, test = _streaming_split(
+            args, settings.seed, fractions
+        )
+    elif args.shuffle_buffer is not None:
+        raise CommandError("--shuffle-buffer needs --streaming.")
+    else:
+        pairs, (train_pairs, validation, test) = _read_split(
+            args, settings.seed, fractions
+        )
     for name in ("validation", "test"):
         path = getattr(args, f"{name}_data")
         if path is not None:
             part = text.read_pairs(path, reverse=args.reverse)
             validation = part if name == "validation" else validation
             test = part if name == "test" else test
-    print(
-        f"{len(pairs)} pairs from {args.data}: {len(train_pairs)} train, "
-        f"{len(validation)} validation, {len(test)} test (seed "
-        f"{settings.seed})",
-        flush=True,
-    )
+    if args.streaming:
+        print(
+            f"{len(train_pairs.files)} file(s) from {args.data}, streamed: "
+            f"the train share read at each epoch, {len(validation)} "
+            f"validation pairs in memory (seed {settings.seed})",
+            flush=True,
+        )
+    else:
+        print(
+            f"{len(pairs)} pairs from {args.data}: {len(train_pairs)} "
+            f"train, {len(validation)} validation, {len(test)} test (seed "
+            f"{settings.seed})",
+            flush=True,
+        )
     verbose = args.verbose
     if verbose is None:  # progress bars only where they can be redrawn
         verbose = 1 if sys.stdout.isatty() else 2
@@ -141,6 +180,14 @@ def train(args) -> int:
             "max_pairs": args.max_pairs,
             "split_fractions": list(fractions),
             "seed": settings.seed,
+            **(
+                {
+                    "streaming": True,
+                    "shuffle_buffer": train_pairs.shuffle_buffer,
+                }
+                if args.streaming
+                else {}
+            ),
         },
     )
     seconds = time.perf_counter() - start

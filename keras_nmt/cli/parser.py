@@ -215,6 +215,23 @@ def _train_parser(commands) -> None:
     )
     _data_options(train, "train")
     train.add_argument(
+        "--streaming",
+        action="store_true",
+        help="for corpora larger than memory: read --data at each epoch "
+        "instead of into memory; --data may then be a quoted glob pattern "
+        "(e.g. 'shards/*.tsv.gz'; .gz files are read as gzip), the "
+        "training share is shuffled in a buffer of --shuffle-buffer pairs "
+        "and validation uses a sample of at most 10000 pairs of its share",
+    )
+    train.add_argument(
+        "--shuffle-buffer",
+        type=argument_type(integer(0)),
+        default=None,
+        metavar="N",
+        help="with --streaming: the pairs held by the shuffle buffer (0: "
+        "file order; default: 100000)",
+    )
+    train.add_argument(
         "--out",
         metavar="DIR",
         help="output directory: new, empty, or written by `keras-nmt "

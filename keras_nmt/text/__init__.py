@@ -34,6 +34,12 @@ from keras_nmt.text.standardize import add_start_end
 from keras_nmt.text.standardize import join_tokens
 from keras_nmt.text.standardize import standardize
 from keras_nmt.text.standardize import standardize_cased
+from keras_nmt.text.streaming import LengthCounts
+from keras_nmt.text.streaming import StreamingPairs
+from keras_nmt.text.streaming import StreamingSplits
+from keras_nmt.text.streaming import make_streaming_dataset
+from keras_nmt.text.streaming import scan_lengths
+from keras_nmt.text.streaming import streaming_processor
 from keras_nmt.text.subword import SubwordVocabulary
 from keras_nmt.text.subword import train_sentencepiece
 from keras_nmt.text.text_processor import TextProcessor
@@ -50,8 +56,11 @@ __all__ = [
     "START_TOKEN",
     "UNK_TOKEN",
     "DataFormatError",
+    "LengthCounts",
     "PairSplits",
     "SentencePairs",
+    "StreamingPairs",
+    "StreamingSplits",
     "SubwordVocabulary",
     "TextProcessor",
     "TokenizedPairs",
@@ -63,12 +72,15 @@ __all__ = [
     "load_demo_pairs",
     "load_spa_eng",
     "make_dataset",
+    "make_streaming_dataset",
     "read_pairs",
     "sample_pairs",
+    "scan_lengths",
     "spa_eng_path",
     "split_pairs",
     "standardize",
     "standardize_cased",
+    "streaming_processor",
     "tokenize_pairs",
     "train_sentencepiece",
 ]

@@ -89,8 +89,25 @@ class PairSplits(NamedTuple):
     test: SentencePairs
 
 
-def _parse_line(raw: bytes, path: str, number: int) -> tuple[str, str]:
-    """Decode and split one line; raise `DataFormatError` if malformed."""
+def parse_pair_line(raw: bytes, path: str, number: int) -> tuple[str, str]:
+    """Decode and split one line (without its line ending) of a pair file.
+
+    Shared by `read_pairs` and the streaming reader
+    (`keras_nmt.text.StreamingPairs`), so both accept and reject the same
+    lines with the same messages.
+
+    Args:
+        raw: the line's bytes, without `\\n` / `\\r\\n`.
+        path: the file's name, for the error message.
+        number: the 1-based line number, for the error message.
+
+    Returns:
+        `(first, second)`: columns 1 and 2, stripped.
+
+    Raises:
+        DataFormatError: on invalid UTF-8, a wrong number of columns or
+            an empty sentence.
+    """
     try:
         line = raw.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -202,7 +219,7 @@ def read_pairs(
             if not raw.strip():
                 continue
             try:
-                first, second = _parse_line(raw, str(path), number)
+                first, second = parse_pair_line(raw, str(path), number)
             except DataFormatError:
                 if on_error == "raise":
                     raise
@@ -239,6 +256,57 @@ def _unit_interval(seed: int, group: str) -> float:
     """A platform-independent pseudo-random number in [0, 1) per group."""
     digest = hashlib.sha256(f"{seed}\x00{group}".encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2**64
+
+
+class GroupSplit:
+    """The part of each group in a split by `split_pairs`: 0 (train),
+    1 (validation) or 2 (test).
+
+    Shared by `split_pairs` and the streaming reader, so a group lands in
+    the same part in both. Calls are cached per group (the Anki files list
+    the translations of a sentence together).
+
+    Args:
+        fractions: the (train, validation, test) fractions; non-negative,
+            summing to 1.
+        seed: an integer.
+
+    Raises:
+        ValueError: on invalid `fractions` or `seed`.
+    """
+
+    _CACHE = 65_536  # groups remembered; enough for consecutive repeats
+
+    def __init__(self, fractions: tuple[float, float, float], seed: int):
+        if (
+            len(fractions) != 3
+            or any(f < 0 for f in fractions)
+            or abs(sum(fractions) - 1.0) > 1e-6
+        ):
+            raise ValueError(
+                f"Invalid fractions={tuple(fractions)!r}; expected three "
+                "non-negative numbers (train, validation, test) that sum to "
+                "1, e.g. (0.8, 0.1, 0.1)."
+            )
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise ValueError(f"Invalid seed={seed!r}; expected an integer.")
+        self.fractions, self.seed = tuple(fractions), seed
+        self._bounds = (fractions[0], fractions[0] + fractions[1])
+        # Rounding can leave u above the last bound: use the last non-empty
+        # part.
+        self._last = max(i for i, f in enumerate(fractions) if f > 0)
+        self._cache = {}
+
+    def __call__(self, group: str) -> int:
+        part = self._cache.get(group)
+        if part is None:
+            u = _unit_interval(self.seed, group)
+            part = 0 if u < self._bounds[0] else 1 if u < self._bounds[1] else 2
+            part = part if self.fractions[part] > 0 else self._last
+            if len(self._cache) >= self._CACHE:
+                self._cache.clear()
+            self._cache[group] = part
+        return part
 
 
 def split_pairs(
@@ -279,29 +347,10 @@ def split_pairs(
     >>> sum(len(p) for p in parts)
     3
     """
-    if (
-        len(fractions) != 3
-        or any(f < 0 for f in fractions)
-        or abs(sum(fractions) - 1.0) > 1e-6
-    ):
-        raise ValueError(
-            f"Invalid fractions={tuple(fractions)!r}; expected three "
-            "non-negative numbers (train, validation, test) that sum to 1, "
-            "e.g. (0.8, 0.1, 0.1)."
-        )
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise ValueError(f"Invalid seed={seed!r}; expected an integer.")
-    bounds = (fractions[0], fractions[0] + fractions[1])
-    # Rounding can leave u above the last bound: use the last non-empty part.
-    last = max(i for i, f in enumerate(fractions) if f > 0)
-    part_of = {}
+    part_of = GroupSplit(fractions, seed)
     indices = ([], [], [])
     for i, group in enumerate(pairs.groups):
-        if group not in part_of:
-            u = _unit_interval(seed, group)
-            part = 0 if u < bounds[0] else 1 if u < bounds[1] else 2
-            part_of[group] = part if fractions[part] > 0 else last
-        indices[part_of[group]].append(i)
+        indices[part_of(group)].append(i)
     return PairSplits(*(pairs.take(idx) for idx in indices))
 
 

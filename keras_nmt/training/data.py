@@ -4,6 +4,7 @@ epoch a reordering of it."""
 from __future__ import annotations
 
 import functools
+import warnings
 
 import numpy as np
 import tensorflow as tf
@@ -11,6 +12,10 @@ import tensorflow as tf
 from keras_nmt.text import length_buckets
 from keras_nmt.text import make_dataset
 from keras_nmt.text import tokenize_pairs
+from keras_nmt.text.streaming import buckets_from_histogram
+from keras_nmt.text.streaming import count_batches
+from keras_nmt.text.streaming import make_streaming_dataset
+from keras_nmt.text.streaming import scan_lengths
 
 
 class EpochData:
@@ -40,6 +45,7 @@ class EpochData:
         self.seed, self.drop_remainder = seed, drop_remainder
         self.boundaries = length_buckets(self.tokenized.lengths) or None
         self.steps_per_epoch = len(self.epoch(0))
+        self.size = len(self.tokenized)
 
     def epoch(self, epoch: int) -> tf.data.Dataset:
         rng = np.random.default_rng([self.seed % 2**64, epoch])
@@ -59,3 +65,68 @@ class EpochData:
         parts = [self.epoch(e) for e in range(first, last)]
         parts[0] = parts[0].skip(skip)
         return functools.reduce(lambda a, b: a.concatenate(b), parts)
+
+
+class StreamingEpochData(EpochData):
+    """`EpochData` for a corpus larger than memory (a `StreamingPairs`).
+
+    One pass at the start tokenises every pair to count them by length
+    (`scan_lengths`): the bucket boundaries (the same deciles as
+    `EpochData`'s), the number of batches per epoch and the truncation
+    warning. Epoch `e` is then read from the files again
+    (`make_streaming_dataset`), in an order that depends only on the seed
+    and `e` (files in a seeded order, a seeded shuffle buffer of
+    `pairs.shuffle_buffer` pairs), so `stream(..., skip)` resumes exactly.
+
+    Args:
+        pairs: the training pairs, a `StreamingPairs` (part).
+        processor: the `TextProcessor`.
+        batch_size: pairs per batch.
+        seed: the seed of the orders.
+        drop_remainder: drop the smaller last batch of each bucket (TPUs).
+
+    Raises:
+        ValueError: if no batch is left (`drop_remainder`).
+        DataFormatError: (a `ValueError`) on a malformed line or no pairs.
+    """
+
+    def __init__(self, pairs, processor, batch_size, seed, drop_remainder):
+        counts = scan_lengths(pairs, processor)
+        self.pairs, self.processor, self.batch_size = (
+            pairs,
+            processor,
+            batch_size,
+        )
+        self.seed, self.drop_remainder = seed, drop_remainder
+        self.size = counts.pairs
+        self.boundaries = buckets_from_histogram(counts.histogram) or None
+        self.steps_per_epoch = count_batches(
+            counts.histogram, self.boundaries, batch_size, drop_remainder
+        )
+        if not self.steps_per_epoch:
+            raise ValueError(
+                f"drop_remainder with batch_size={batch_size} leaves no batch "
+                f"of the {counts.pairs} training pairs; lower batch_size."
+            )
+        if counts.truncated_sources or counts.truncated_targets:
+            warnings.warn(
+                f"{counts.truncated_sources} source and "
+                f"{counts.truncated_targets} target sentence(s) of "
+                f"{counts.pairs} pairs had more than max_length - 2 = "
+                f"{processor.max_length - 2} tokens and are truncated to "
+                f"max_length={processor.max_length} tokens (ending with "
+                "[END]). Use a larger max_length to keep them whole.",
+                stacklevel=2,
+            )
+
+    def epoch(self, epoch: int) -> tf.data.Dataset:
+        return make_streaming_dataset(
+            self.pairs,
+            self.processor,
+            batch_size=self.batch_size,
+            seed=self.seed % 2**64,
+            epoch=epoch,
+            bucket_boundaries=self.boundaries,
+            drop_remainder=self.drop_remainder,
+            n_batches=self.steps_per_epoch,
+        )

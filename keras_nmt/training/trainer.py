@@ -26,14 +26,17 @@ from keras_nmt import files
 from keras_nmt.seq2seq.model import build_seq2seq
 from keras_nmt.seq2seq.model import compile_seq2seq
 from keras_nmt.text import SentencePairs
+from keras_nmt.text import StreamingPairs
 from keras_nmt.text import TextProcessor
 from keras_nmt.text import make_dataset
+from keras_nmt.text import streaming_processor
 from keras_nmt.training import distribute
 from keras_nmt.training.callbacks import Backup
 from keras_nmt.training.callbacks import BestCheckpoint
 from keras_nmt.training.callbacks import EpochCheckpoints
 from keras_nmt.training.callbacks import assign
 from keras_nmt.training.data import EpochData
+from keras_nmt.training.data import StreamingEpochData
 from keras_nmt.training.run_directory import BACKUP_DIR
 from keras_nmt.training.run_directory import HISTORY_FILE
 from keras_nmt.training.run_directory import RunDirectory
@@ -53,9 +56,10 @@ from keras_nmt.translator import MODEL_FILE
 from keras_nmt.translator import TRAINING_FILE
 from keras_nmt.translator import Translator
 
-
 # Sentences decoded at once for the validation BLEU.
 VALIDATION_BATCH = 256
+# Validation pairs kept in memory from a streaming part (a seeded sample).
+STREAMING_VALIDATION_PAIRS = 10_000
 
 
 class TrainingDivergedError(ValueError):
@@ -63,9 +67,12 @@ class TrainingDivergedError(ValueError):
 
 
 def train_translator(
-    train_pairs: SentencePairs | tuple[Sequence[str], Sequence[str]],
+    train_pairs: SentencePairs
+    | tuple[Sequence[str], Sequence[str]]
+    | StreamingPairs,
     validation_pairs: SentencePairs
     | tuple[Sequence[str], Sequence[str]]
+    | StreamingPairs
     | None,
     out_dir: str | os.PathLike,
     settings: TrainingSettings | None = None,
@@ -119,9 +126,15 @@ def train_translator(
 
     Args:
         train_pairs: the training pairs: a `SentencePairs` or a tuple
-            `(sources, targets)`.
+            `(sources, targets)`, or a `StreamingPairs` (a corpus larger
+            than memory, e.g. the train part of `StreamingPairs.split`):
+            read from its files at each epoch (see
+            `keras_nmt.training.data.StreamingEpochData`), its vocabularies
+            built by `streaming_processor`.
         validation_pairs: the validation pairs (same forms), or `None` to
-            select the best epoch on the training loss.
+            select the best epoch on the training loss. A `StreamingPairs`
+            is read into memory: a seeded sample of at most
+            `STREAMING_VALIDATION_PAIRS` (10,000) of its pairs.
         out_dir: the output directory (created if needed).
         settings: the `TrainingSettings` (model, data and optimisation);
             default `TrainingSettings()`.
@@ -161,19 +174,11 @@ def train_translator(
     >>> translator.translate(["¿Dónde está Tom?"])  # doctest: +SKIP
     """
     settings = (settings or TrainingSettings()).replace(**changes)
-    train = _as_pairs(train_pairs, "train_pairs")
-    if not train[0]:
-        raise ValueError("train_translator: `train_pairs` is empty.")
-    validation = None
-    if validation_pairs is not None:
-        validation = _as_pairs(validation_pairs, "validation_pairs")
-        validation = validation if validation[0] else None
+    train, validation, counts = _inputs(
+        train_pairs, validation_pairs, settings.seed
+    )
     distribute.check_strategy(strategy)
     start = time.perf_counter()
-    counts = {
-        "train_pairs": len(train[0]),
-        "validation_pairs": len(validation[0]) if validation else 0,
-    }
     previous_policy = keras.config.dtype_policy()
     with _directory(out_dir, strategy) as run:
         if distribute.is_chief(strategy):
@@ -208,12 +213,7 @@ def _train(run, settings, train, validation, counts, state, **options):
     if state is not None:
         processor = TextProcessor.load(run.path)
     else:
-        processor = TextProcessor.from_sentences(
-            *train,
-            tokenizer=settings.tokenizer,
-            max_tokens=settings.max_vocab,
-            max_length=settings.max_length,
-        )
+        processor = _new_processor(train, settings)
     policy = (
         distribute.mixed_precision_policy()
         if settings.mixed_precision
@@ -221,15 +221,14 @@ def _train(run, settings, train, validation, counts, state, **options):
     )
     model = _build_model(settings, processor, strategy, policy, state)
     translator = Translator(model, processor, max_length=settings.max_length)
+    drop_remainder = isinstance(strategy, tf.distribute.TPUStrategy)
+    data = _epoch_data(train, processor, settings, drop_remainder)
+    counts.setdefault("train_pairs", data.size)  # streamed: counted now
     if state is None:
         processor.save(run.dir)
         _write_training_file(
             run.dir, settings, counts, policy, options["data_source"]
         )
-    drop_remainder = isinstance(strategy, tf.distribute.TPUStrategy)
-    data = EpochData(
-        train, processor, settings.batch_size, settings.seed, drop_remainder
-    )
     validation_ds = None
     if validation:
         validation_ds = make_dataset(
@@ -509,6 +508,53 @@ def _directory(out_dir, strategy):
     if distribute.is_chief(strategy):
         return RunDirectory(out_dir)
     return _WorkerDirectory(out_dir)
+
+
+def _inputs(train_pairs, validation_pairs, seed: int):
+    """The training pairs (lists, or a `StreamingPairs` read at each
+    epoch), the validation pairs in memory or `None`, and their counts (a
+    streaming corpus' training pairs are counted later, when `_train`
+    scans their lengths)."""
+    if isinstance(train_pairs, StreamingPairs):
+        train, counts = train_pairs, {}
+    else:
+        train = _as_pairs(train_pairs, "train_pairs")
+        if not train[0]:
+            raise ValueError("train_translator: `train_pairs` is empty.")
+        counts = {"train_pairs": len(train[0])}
+    if isinstance(validation_pairs, StreamingPairs):
+        validation_pairs = validation_pairs.sample(
+            STREAMING_VALIDATION_PAIRS, seed=seed
+        )
+    validation = None
+    if validation_pairs is not None:
+        validation = _as_pairs(validation_pairs, "validation_pairs")
+        validation = validation if validation[0] else None
+    counts["validation_pairs"] = len(validation[0]) if validation else 0
+    return train, validation, counts
+
+
+def _new_processor(train, settings) -> TextProcessor:
+    """The vocabularies of the training pairs (in memory or streamed)."""
+    options = {
+        "tokenizer": settings.tokenizer,
+        "max_tokens": settings.max_vocab,
+        "max_length": settings.max_length,
+    }
+    if isinstance(train, StreamingPairs):
+        return streaming_processor(train, **options)
+    return TextProcessor.from_sentences(*train, **options)
+
+
+def _epoch_data(train, processor, settings, drop_remainder) -> EpochData:
+    """The batches of each epoch: tokenised once in memory, or read from
+    the files at each epoch (`StreamingPairs`)."""
+    kind = (
+        StreamingEpochData if isinstance(train, StreamingPairs) else EpochData
+    )
+    return kind(
+        train, processor, settings.batch_size, settings.seed, drop_remainder
+    )
 
 
 def _as_pairs(pairs, name: str) -> tuple[list[str], list[str]]:
