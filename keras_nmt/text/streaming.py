@@ -91,7 +91,8 @@ class StreamingPairs:
             skip malformed lines, one warning per file and pass.
         shuffle_buffer: the pairs held by the shuffle buffer of
             `make_streaming_dataset` (memory: about 200 bytes a pair);
-            0 keeps the file order.
+            0: none (each file's pairs in file order, the files in an
+            order drawn for each epoch).
 
     Raises:
         FileNotFoundError: if a path does not exist or a pattern matches
@@ -218,6 +219,9 @@ class StreamingPairs:
         rng = np.random.default_rng([seed % 2**64, epoch])
         files = [self.files[i] for i in rng.permutation(len(self.files))]
         size = self.shuffle_buffer
+        if not size:
+            yield from self._read(files)
+            return
         buffer, draws = [], iter(())
         for pair in self._read(files):
             if len(buffer) < size:

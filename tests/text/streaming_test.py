@@ -135,6 +135,8 @@ def test_an_epoch_order_depends_only_on_seed_and_epoch(shards):
     assert order(1, 0) == first
     assert order(1, 1) != first and order(2, 0) != first
     assert sorted(order(1, 1)) == sorted(first)
+    unshuffled = StreamingPairs(FIXTURE, shuffle_buffer=0)
+    assert list(unshuffled.shuffled(1, 0)) == list(unshuffled.pairs())
 
 
 def test_malformed_lines_name_the_file_and_the_line(tmp_path):
@@ -275,42 +277,15 @@ def test_truncation_is_counted_once_in_a_warning(parts, memory):
 # --- training ----------------------------------------------------------------
 
 
-def test_train_translator_streams_and_resumes(parts, memory, tmp_path):
+def test_train_streams_a_glob_of_shards_and_resumes(
+    shards, memory, tmp_path, capsys
+):
     from keras_nmt.training.trainer import train_translator
     from keras_nmt.translator import Translator
 
-    out_dir = tmp_path / "run"
-    train_translator(
-        parts.train, parts.validation, out_dir, epochs=1, verbose=0, **TINY
-    )
-    described = json.loads((out_dir / "training.json").read_text())
-    assert described["train_pairs"] == len(memory.train)
-    assert described["validation_pairs"] == len(memory.validation)
-    assert described["completed_epochs"] == 1
-    # Continue the finished run: the streamed data is scanned again.
-    train_translator(
-        parts.train,
-        parts.validation,
-        out_dir,
-        epochs=2,
-        resume=True,
-        verbose=0,
-        **TINY,
-    )
-    translator = Translator.load(out_dir)
-    assert (
-        translator.processor.source_vocabulary
-        == streaming_processor(parts.train, max_length=16).source_vocabulary
-    )
-    described = json.loads((out_dir / "training.json").read_text())
-    assert described["completed_epochs"] == 2
-    (translation,) = translator.translate(["Hola."])
-    assert isinstance(translation, str)
-
-
-def test_the_train_command_streams_a_glob_of_shards(shards, tmp_path, capsys):
+    # keras-nmt train --streaming trains one epoch ...
     flags = [f"--{k.replace('_', '-')}={v}" for k, v in TINY.items()]
-    out_dir = tmp_path / "cli-run"
+    out_dir = tmp_path / "run"
     status = cli.main(
         [
             "train",
@@ -331,8 +306,34 @@ def test_the_train_command_streams_a_glob_of_shards(shards, tmp_path, capsys):
     assert status == 0
     printed = capsys.readouterr().out
     assert "3 file(s) from" in printed and "streamed" in printed
-    source = json.loads((out_dir / "training.json").read_text())["data_source"]
-    assert source["streaming"] is True and source["shuffle_buffer"] == 8
+    described = json.loads((out_dir / "training.json").read_text())
+    assert described["data_source"]["streaming"] is True
+    assert described["data_source"]["shuffle_buffer"] == 8
+    assert described["train_pairs"] == len(memory.train)
+    assert described["validation_pairs"] == len(memory.validation)
+    assert described["completed_epochs"] == 1
+
+    # ... and train_translator continues it with the same StreamingPairs
+    # (scanned again; the validation part sampled into memory).
+    corpus = StreamingPairs(shards, reverse=True, shuffle_buffer=8)
+    parts = corpus.split(seed=0)
+    train_translator(
+        parts.train,
+        parts.validation,
+        out_dir,
+        epochs=2,
+        resume=True,
+        verbose=0,
+        **TINY,
+    )
+    described = json.loads((out_dir / "training.json").read_text())
+    assert described["completed_epochs"] == 2
+    translator = Translator.load(out_dir)
+    expected = streaming_processor(parts.train, max_length=16)
+    assert translator.processor.source_vocabulary == expected.source_vocabulary
+    (translation,) = translator.translate(["Hola."])
+    assert isinstance(translation, str)
+
     status = cli.main(
         [
             "train",
