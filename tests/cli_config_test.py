@@ -147,7 +147,7 @@ def test_the_command_line_wins_over_the_config(tmp_path):
         ("units = \n", "not valid TOML"),
         ('units = "many"\n', "argument --units"),
         ("dropout = 1.5\n", "argument --dropout"),
-        ("resume = 1\n", "argument --resume"),
+        ("resume = 1\n", "resume must be true or false; received 1"),
     ],
 )
 def test_a_bad_config_is_one_line(tmp_path, capsys, content, message):

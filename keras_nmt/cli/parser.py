@@ -626,15 +626,18 @@ def config_flags(parser, path: str) -> list[str]:
                 f"of a train flag, e.g. {'units'!r} or {'max-pairs'!r}"
             )
         option = actions[dest].option_strings[0]
-        if isinstance(value, bool):
-            if actions[dest].nargs == 0 and not value:
-                if isinstance(actions[dest], argparse.BooleanOptionalAction):
-                    flags.append("--no-" + option[2:])
-                continue
-            if actions[dest].nargs != 0:
-                flags += [option, str(value)]  # a type error, reported
-            else:
+        if actions[dest].nargs == 0:  # an on/off flag
+            if not isinstance(value, bool):
+                parser.error(
+                    f"--config {path}: {key} must be true or false; "
+                    f"received {value!r}"
+                )
+            if value:
                 flags.append(option)
+            elif isinstance(actions[dest], argparse.BooleanOptionalAction):
+                flags.append("--no-" + option[2:])
+        elif isinstance(value, bool):
+            flags += [option, str(value)]  # a type error, reported
         elif isinstance(value, (list, tuple)):
             flags += [option, ",".join(str(v) for v in value)]
         else:

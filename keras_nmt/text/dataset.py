@@ -379,8 +379,35 @@ def make_dataset(
             "set drop_remainder=False."
         )
 
-    # Shuffle row indices, then slice each row out of the flat ids (a
-    # dataset of ragged rows cannot be padded-batched directly).
+    ds = tf.data.Dataset.range(n_pairs)
+    if shuffle:
+        ds = ds.shuffle(n_pairs, seed=seed, reshuffle_each_iteration=True)
+    ds = batch_rows(
+        ds,
+        pairs,
+        batch_size=int(batch_size),
+        bucket_boundaries=bucket_boundaries,
+        drop_remainder=drop_remainder,
+    )
+    # The exact number of batches, so that Keras knows the epoch length
+    # (a progress bar, and no "ran out of data" warning after epoch 1).
+    ds = ds.apply(tf.data.experimental.assert_cardinality(n_batches))
+    return as_model_inputs(ds)
+
+
+def batch_rows(
+    rows: tf.data.Dataset,
+    pairs: TokenizedPairs,
+    *,
+    batch_size: int,
+    bucket_boundaries: Sequence[int] | None,
+    drop_remainder: bool = False,
+) -> tf.data.Dataset:
+    """The padded batches `(source, target_in, target_out)` of the pairs at
+    the row indices that `rows` yields, in that order (length-bucketed when
+    `bucket_boundaries` is given), as `make_dataset` batches them."""
+    # Slice each row out of the flat ids (a dataset of ragged rows cannot
+    # be padded-batched directly).
     source_ids, target_ids = pairs
     source_values, source_splits = source_ids.values, source_ids.row_splits
     target_values, target_splits = target_ids.values, target_ids.row_splits
@@ -395,34 +422,32 @@ def make_dataset(
             target[1:],
         )
 
-    ds = tf.data.Dataset.range(n_pairs)
-    if shuffle:
-        ds = ds.shuffle(n_pairs, seed=seed, reshuffle_each_iteration=True)
-    ds = ds.map(row, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    ds = rows.map(row, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     padded_shapes = ([None], [None], [None])
     padding_values = (tf.constant(PAD_ID, tf.int32),) * 3
     if bucket_boundaries:
-        ds = ds.bucket_by_sequence_length(
+        return ds.bucket_by_sequence_length(
             element_length_func=lambda s, t_in, t_out: tf.maximum(
                 tf.shape(s)[0], tf.shape(t_in)[0] + 1
             ),
             bucket_boundaries=bucket_boundaries,
-            bucket_batch_sizes=[int(batch_size)] * (len(bucket_boundaries) + 1),
+            bucket_batch_sizes=[batch_size] * (len(bucket_boundaries) + 1),
             padded_shapes=padded_shapes,
             padding_values=padding_values,
             drop_remainder=drop_remainder,
         )
-    else:
-        ds = ds.padded_batch(
-            int(batch_size),
-            padded_shapes=padded_shapes,
-            padding_values=padding_values,
-            drop_remainder=drop_remainder,
-        )
-    # The exact number of batches, so that Keras knows the epoch length
-    # (a progress bar, and no "ran out of data" warning after epoch 1).
-    ds = ds.apply(tf.data.experimental.assert_cardinality(n_batches))
-    ds = ds.map(
+    return ds.padded_batch(
+        batch_size,
+        padded_shapes=padded_shapes,
+        padding_values=padding_values,
+        drop_remainder=drop_remainder,
+    )
+
+
+def as_model_inputs(batches: tf.data.Dataset) -> tf.data.Dataset:
+    """`(source, target_in, target_out)` batches as `((source, target_in),
+    target_out)`, prefetched: what `model.fit` takes."""
+    ds = batches.map(
         lambda s, t_in, t_out: ((s, t_in), t_out),
         num_parallel_calls=tf.data.AUTOTUNE,
         deterministic=True,

@@ -12,6 +12,8 @@ import tensorflow as tf
 from keras_nmt.text import length_buckets
 from keras_nmt.text import make_dataset
 from keras_nmt.text import tokenize_pairs
+from keras_nmt.text.dataset import as_model_inputs
+from keras_nmt.text.dataset import batch_rows
 from keras_nmt.text.streaming import buckets_from_histogram
 from keras_nmt.text.streaming import count_batches
 from keras_nmt.text.streaming import make_streaming_dataset
@@ -47,11 +49,15 @@ class EpochData:
         self.steps_per_epoch = len(self.epoch(0))
         self.size = len(self.tokenized)
 
+    def order(self, epoch: int) -> np.ndarray:
+        """The row order of epoch `epoch` (a permutation of the pairs)."""
+        rng = np.random.default_rng([self.seed % 2**64, int(epoch)])
+        return rng.permutation(len(self.tokenized))
+
     def epoch(self, epoch: int) -> tf.data.Dataset:
-        rng = np.random.default_rng([self.seed % 2**64, epoch])
-        order = rng.permutation(len(self.tokenized))
+        """The batches of one epoch (with its number of batches known)."""
         return make_dataset(
-            self.tokenized.reorder(order),
+            self.tokenized.reorder(self.order(epoch)),
             self.processor,
             batch_size=self.batch_size,
             shuffle=False,
@@ -61,10 +67,31 @@ class EpochData:
 
     def stream(self, first: int, last: int, skip: int = 0) -> tf.data.Dataset:
         """Epochs `first` to `last - 1` one after the other, without the
-        first `skip` batches of epoch `first`."""
-        parts = [self.epoch(e) for e in range(first, last)]
-        parts[0] = parts[0].skip(skip)
-        return functools.reduce(lambda a, b: a.concatenate(b), parts)
+        first `skip` batches of epoch `first`: the batches of `epoch(e)`
+        for each, built lazily, one epoch at a time. (Concatenating
+        `epoch(e)` for every epoch held one copy of the corpus per epoch
+        in the pipeline: 7 GB and two minutes of set-up for 1,000 epochs
+        of 24,000 pairs.)"""
+        rows = len(self.tokenized)
+
+        def order(epoch):
+            return self.order(int(epoch)).astype(np.int64)
+
+        def batches(epoch):
+            indices = tf.numpy_function(order, [epoch], tf.int64)
+            indices.set_shape([rows])
+            ds = batch_rows(
+                tf.data.Dataset.from_tensor_slices(indices),
+                self.tokenized,
+                batch_size=self.batch_size,
+                bucket_boundaries=self.boundaries,
+                drop_remainder=self.drop_remainder,
+            )
+            count = tf.where(epoch == first, skip, 0)
+            return ds.skip(tf.cast(count, tf.int64))
+
+        epochs = tf.data.Dataset.range(first, last)
+        return as_model_inputs(epochs.flat_map(batches))
 
 
 class StreamingEpochData(EpochData):
@@ -118,6 +145,14 @@ class StreamingEpochData(EpochData):
                 "[END]). Use a larger max_length to keep them whole.",
                 stacklevel=2,
             )
+
+    def stream(self, first: int, last: int, skip: int = 0) -> tf.data.Dataset:
+        """Epochs `first` to `last - 1` one after the other, without the
+        first `skip` batches of epoch `first` (each epoch reads the files:
+        no copy of the corpus)."""
+        parts = [self.epoch(e) for e in range(first, last)]
+        parts[0] = parts[0].skip(skip)
+        return functools.reduce(lambda a, b: a.concatenate(b), parts)
 
     def epoch(self, epoch: int) -> tf.data.Dataset:
         return make_streaming_dataset(
