@@ -37,8 +37,8 @@ import sys  # noqa: E402
 
 from keras_nmt.cli.parser import PROG  # noqa: E402
 from keras_nmt.cli.parser import parse_args  # noqa: E402
-
-DEBUG_ENV_VAR = "KERAS_NMT_DEBUG"
+from keras_nmt.native import DEBUG_ENV_VAR  # noqa: E402
+from keras_nmt.native import native_stderr_to_devnull  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -73,22 +73,6 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-@contextlib.contextmanager
-def _native_stderr_to_devnull():
-    """Send what native code writes to file descriptor 2 to /dev/null
-    (Python's own `sys.stderr` writes are flushed first)."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
-
-
 def _import_tensorflow_quietly() -> None:
     """Import TensorFlow with its native start-up lines silenced.
 
@@ -99,9 +83,9 @@ def _import_tensorflow_quietly() -> None:
     follow `TF_CPP_MIN_LOG_LEVEL`. An import that fails raises as usual
     (after stderr is restored); `KERAS_NMT_DEBUG=1` keeps the lines.
     """
-    if "tensorflow" in sys.modules or os.environ.get(DEBUG_ENV_VAR):
+    if "tensorflow" in sys.modules:
         return
-    with contextlib.suppress(ImportError), _native_stderr_to_devnull():
+    with contextlib.suppress(ImportError), native_stderr_to_devnull():
         import tensorflow  # noqa: F401
 
 

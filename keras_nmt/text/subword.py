@@ -18,6 +18,7 @@ from tensorflow_text.python.ops.sentencepiece_tokenizer import (
     gen_sentencepiece_tokenizer,
 )
 
+from keras_nmt.native import native_stderr_to_devnull
 from keras_nmt.text.standardize import END_TOKEN
 from keras_nmt.text.standardize import PAD_TOKEN
 from keras_nmt.text.standardize import START_TOKEN
@@ -215,7 +216,11 @@ class _SentencepieceModel(tf.saved_model.experimental.TrackableResource):
         self._model = model
         digest = hashlib.sha256(model).hexdigest()[:32]
         self._shared_name = f"keras_nmt_sentencepiece_{digest}"
-        _ = self.resource_handle  # creates the resource now
+        # Created now; SentencePiece's C++ logs a line to fd 2 for every
+        # model with identity normalisation ("precompiled_charsmap is
+        # empty"), which no setting silences.
+        with native_stderr_to_devnull():
+            _ = self.resource_handle
 
     def _create_resource(self):
         return gen_sentencepiece_tokenizer.sentencepiece_op(
