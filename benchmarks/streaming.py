@@ -3,14 +3,19 @@ streaming pipeline (`keras-nmt train --streaming`) against the in-memory
 one, as the corpus grows.
 
     python -m benchmarks.streaming [--sizes 100000,1000000,5000000] \
-        [--memory-sizes 100000,1000000] [--steps 300] \
-        [--work /tmp/keras-nmt-streaming-bench] [--json FILE]
+        [--memory-sizes 100000,1000000] [--control-lines 100000] \
+        [--steps 300] [--work /tmp/keras-nmt-streaming-bench] [--json FILE]
 
 Corpora: `--sizes` lines made from the Tatoeba spa-eng file
 (`/work/shared/data/spa-eng/spa.txt`, or `$KERAS_NMT_DATA`): the file,
 then perturbed copies of it (words swapped or duplicated, a number 0-999
 appended to both sides; seeded), in gzipped shards of 500,000 lines under
-`--work` (kept between runs).
+`--work` (kept between runs). The file is sorted by length, so the
+100,000-line corpus lacks its longest sentences, which every larger corpus
+holds; and the peak memory of training depends on the longest batches
+(their shapes). The control row (`--control-lines`, 0 for none) is a
+corpus of that size with the lengths of the large ones: evenly spaced
+lines of the whole file, perturbed.
 
 Each measurement is a fresh Python process that trains as `keras-nmt train`
 does with `--streaming` (`StreamingPairs(...).split(seed=0)`, the train
@@ -82,10 +87,11 @@ def _perturb(sentence: str, rng: random.Random, number: int) -> str:
     return " ".join(words) + f" {number}"
 
 
-def make_corpus(lines: int, work: pathlib.Path) -> str:
-    """`lines` pairs in gzipped shards under `work/<lines>`; returns the
-    glob pattern of the shards."""
-    directory = work / str(lines)
+def make_corpus(lines: int, work: pathlib.Path, spread: bool = False) -> str:
+    """`lines` pairs in gzipped shards under `work/<lines>` (the file, then
+    perturbed copies; with `spread`, evenly spaced lines of the whole file,
+    perturbed); returns the glob pattern of the shards."""
+    directory = work / (f"{lines}-spread" if spread else str(lines))
     pattern = str(directory / "*.tsv.gz")
     done = directory / "done"
     if done.is_file():
@@ -100,6 +106,7 @@ def make_corpus(lines: int, work: pathlib.Path) -> str:
     shard, out = 0, None
     start = time.perf_counter()
     for i in range(lines):
+        position = len(source) + i * len(source) // lines if spread else i
         if i % SHARD_LINES == 0:
             if out is not None:
                 out.close()
@@ -110,8 +117,8 @@ def make_corpus(lines: int, work: pathlib.Path) -> str:
                 compresslevel=1,
             )
             shard += 1
-        english, spanish = source[i % len(source)]
-        if i >= len(source):
+        english, spanish = source[position % len(source)]
+        if position >= len(source):
             number = rng.randrange(1000)
             english = _perturb(english, rng, number)
             spanish = _perturb(spanish, rng, number)
@@ -232,6 +239,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", default="100000,1000000,5000000")
     parser.add_argument("--memory-sizes", default="100000,1000000")
+    parser.add_argument("--control-lines", type=int, default=100_000)
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--work", default="/tmp/keras-nmt-streaming-bench")
     parser.add_argument("--json", default=None)
@@ -244,7 +252,7 @@ def main() -> None:
         print(json.dumps(result))
         return
     work = pathlib.Path(args.work)
-    sizes = [int(s) for s in args.sizes.split(",")]
+    sizes = [int(s) for s in args.sizes.split(",") if s]
     memory_sizes = {int(s) for s in args.memory_sizes.split(",") if s}
     rows = []
     for lines in sizes:
@@ -256,6 +264,12 @@ def main() -> None:
             result.update(lines=lines, mode=mode)
             rows.append(result)
             print(json.dumps(result), flush=True)
+    if args.control_lines:
+        pattern = make_corpus(args.control_lines, work, spread=True)
+        result = measure("streaming", pattern, args.steps, work)
+        result.update(lines=args.control_lines, mode="streaming, control")
+        rows.append(result)
+        print(json.dumps(result), flush=True)
     _print_table(rows, args.steps)
     if args.json:
         pathlib.Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
@@ -264,7 +278,7 @@ def main() -> None:
 def _print_table(rows, steps) -> None:
     baseline = {r["lines"]: r for r in rows if r["mode"] == "memory"}
     smallest = min(
-        (r for r in rows if r["mode"] == "streaming"),
+        (r for r in rows if r["mode"].startswith("streaming")),
         key=lambda r: r["lines"],
         default=None,
     )
@@ -283,7 +297,7 @@ def _print_table(rows, steps) -> None:
         )
         grown = (
             f"{r['rss_peak_mb'] / smallest['rss_peak_mb']:.2f}x"
-            if smallest and r["mode"] == "streaming"
+            if smallest and r["mode"].startswith("streaming")
             else ""
         )
         epoch = r["steps_per_epoch"] * r["step_ms"] / 60_000
