@@ -47,6 +47,12 @@ ARGS = (
     "0.01",
     "--backup-every",
     "2",
+    # The slice has equal word counts (see _write_equal_length_slice), and
+    # replicas draw their own dropout masks: word vocabularies, no dropout.
+    "--tokenizer",
+    "word",
+    "--dropout",
+    "0",
     "--verbose",
     "2",
 )
