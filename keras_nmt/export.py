@@ -98,6 +98,7 @@ def export_saved_model(translator, path: str | os.PathLike) -> None:
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
+
 def _sources(processor, sentences):
     """`(indices, source)`: the rows of `sentences` that have words, and
     their token ids padded to `processor.max_length` (as `translate`)."""
