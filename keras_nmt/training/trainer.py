@@ -95,14 +95,20 @@ def train_translator(
     tokenised once (epoch `e` in an order drawn from `(seed, e)`), with
     these callbacks:
 
-    - a best-model checkpoint: after every epoch whose validation loss
-      (training loss without validation pairs) is finite and the best so
-      far, the whole model is saved to `out_dir/model.keras`;
+    - the validation BLEU of each epoch (greedy, cased, on a seeded subset
+      of `settings.validation_sentences` sources; `keras_nmt.training.
+      selection`), and a best-model checkpoint: after every epoch whose
+      `settings.select_by` value (validation BLEU, or validation loss;
+      training loss without validation pairs) is finite and the best so
+      far, the whole translator is saved to `out_dir`;
+    - early stopping (`patience`), learning-rate halving (`lr_patience`)
+      and the time budget (`max_minutes`), decided from the run's history;
     - a backup under `out_dir/backup`: weights, optimizer state, the
       position in the data and the running metrics, every
       `settings.backup_every` steps and at the end of each epoch, so an
       interrupted run continues with `resume=True` from its last backup as
-      if it had not stopped; deleted when training completes;
+      if it had not stopped; kept when training completes, so
+      `resume=True` with more `epochs` continues a finished run;
     - `CSVLogger` (`out_dir/history.csv`) and `TerminateOnNaN`.
 
     Finally the best weights are restored and the translator is saved to
