@@ -47,13 +47,14 @@ from keras_nmt.text.pairs import DataFormatError
 from keras_nmt.text.pairs import GroupSplit
 from keras_nmt.text.pairs import SentencePairs
 from keras_nmt.text.pairs import parse_pair_line
-from keras_nmt.text.standardize import standardize
 from keras_nmt.text.subword import DEFAULT_SAMPLE_SIZE
 from keras_nmt.text.subword import SubwordVocabulary
 from keras_nmt.text.text_processor import TOKENIZERS
 from keras_nmt.text.text_processor import TextProcessor
 from keras_nmt.text.vocabulary import PAD_ID
-from keras_nmt.text.vocabulary import RESERVED_TOKENS
+from keras_nmt.text.vocabulary import check_max_tokens
+from keras_nmt.text.vocabulary import count_words
+from keras_nmt.text.vocabulary import ranked_vocabulary
 
 PARTS = ("train", "validation", "test")
 DEFAULT_SHUFFLE_BUFFER = 100_000
@@ -392,33 +393,16 @@ def streaming_processor(
             for side in (pairs.sources(), pairs.targets())
         ]
         return TextProcessor(*vocabularies, max_length=max_length)
-    if max_tokens is not None and (
-        isinstance(max_tokens, bool)
-        or not isinstance(max_tokens, int)
-        or max_tokens < len(RESERVED_TOKENS)
-    ):
-        raise ValueError(
-            f"Invalid max_tokens={max_tokens!r}; expected None (keep every "
-            f"word) or an integer >= {len(RESERVED_TOKENS)}."
-        )
+    check_max_tokens(max_tokens)
     counts = (collections.Counter(), collections.Counter())
     empty = True
     for chunk in _chunks(pairs.pairs(), _CHUNK):
         empty = False
         for counter, sentences in zip(counts, chunk, strict=True):
-            text = tf.constant(sentences, tf.string)
-            for line in standardize(text).numpy():
-                counter.update(line.decode("utf-8").split())
+            count_words(counter, tf.constant(sentences, tf.string))
     if empty:
         raise _no_pairs(pairs)
-    vocabularies = []
-    for counter in counts:
-        for token in RESERVED_TOKENS:
-            counter.pop(token, None)
-        words = sorted(counter, key=lambda word: (-counter[word], word))
-        if max_tokens is not None:
-            words = words[: max_tokens - len(RESERVED_TOKENS)]
-        vocabularies.append([*RESERVED_TOKENS, *words])
+    vocabularies = [ranked_vocabulary(c, max_tokens) for c in counts]
     return TextProcessor(*vocabularies, max_length=max_length)
 
 

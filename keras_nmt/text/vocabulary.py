@@ -93,6 +93,20 @@ def build_vocabulary(
     >>> build_vocabulary(["a b b.", "B c"])
     ['', '[UNK]', '[START]', '[END]', 'b', '.', 'a', 'c']
     """
+    check_max_tokens(max_tokens)
+    counts = collections.Counter()
+    sentences = list(sentences)
+    for begin in range(0, len(sentences), _CHUNK):
+        chunk = as_sentence_batch(
+            sentences[begin : begin + _CHUNK], "build_vocabulary"
+        )
+        count_words(counts, chunk)
+    return ranked_vocabulary(counts, max_tokens)
+
+
+def check_max_tokens(max_tokens) -> None:
+    """Raise `ValueError` unless `max_tokens` is `None` or an integer of at
+    least the number of reserved tokens."""
     if max_tokens is not None and (
         isinstance(max_tokens, bool)
         or not isinstance(max_tokens, int)
@@ -103,17 +117,23 @@ def build_vocabulary(
             f"word) or an integer >= {len(RESERVED_TOKENS)} (the vocabulary "
             "size including padding, [UNK], [START] and [END])."
         )
-    counts = collections.Counter()
-    sentences = list(sentences)
-    for begin in range(0, len(sentences), _CHUNK):
-        chunk = as_sentence_batch(
-            sentences[begin : begin + _CHUNK], "build_vocabulary"
-        )
-        for line in standardize(chunk).numpy():
-            counts.update(line.decode("utf-8").split())
-    for token in RESERVED_TOKENS:
-        counts.pop(token, None)
-    words = sorted(counts, key=lambda word: (-counts[word], word))
+
+
+def count_words(counts: collections.Counter, sentences) -> None:
+    """Add the words of `sentences` (a 1-D `tf.string` batch, standardised
+    here) to `counts`."""
+    for line in standardize(sentences).numpy():
+        counts.update(line.decode("utf-8").split())
+
+
+def ranked_vocabulary(
+    counts: collections.Counter, max_tokens: int | None
+) -> list[str]:
+    """The vocabulary of word `counts`: the reserved tokens, then the words
+    by count (most frequent first), ties by the word, cut at
+    `max_tokens`."""
+    words = [w for w in counts if w not in RESERVED_TOKENS]
+    words.sort(key=lambda word: (-counts[word], word))
     if max_tokens is not None:
         words = words[: max_tokens - len(RESERVED_TOKENS)]
     return [*RESERVED_TOKENS, *words]
