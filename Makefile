@@ -13,7 +13,7 @@ export PYTHONHASHSEED ?= 0
 # The backend-agnostic parts, tested on every Keras backend.
 BACKEND_TESTS := tests/layers tests/decoding tests/seq2seq
 
-.PHONY: demo test lint wheel-check bench clean browser
+.PHONY: demo test lint wheel-check bench bench-tfa clean browser
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -73,6 +73,28 @@ wheel-check: $(TEST_STAMP)
 
 bench: $(TEST_STAMP)
 	$(PY) -m benchmarks.layers
+
+# TensorFlow Addons' tfa.seq2seq next to ours on its classic model, in a venv
+# of its own (.venv-tfa): tfa needs TensorFlow < 2.16, whose wheels are for
+# CPython 3.9-3.11. About 10 minutes; prints the table of ratios and writes it
+# to benchmarks/results/tfa_baseline.md. Not part of `make test`.
+TFA_VENV := .venv-tfa
+TFA_STAMP := $(TFA_VENV)/.deps-tfa
+TFA_PY_OK := import sys; sys.exit(not (3, 9) <= sys.version_info[:2] <= (3, 11))
+$(TFA_STAMP):
+	@py=; for p in $(PYTHON) python3.11 python3.10 python3.9; do \
+	  if $$p -c '$(TFA_PY_OK)' >/dev/null 2>&1; then py=$$p; break; fi; \
+	done; \
+	test -n "$$py" || { echo "bench-tfa: TensorFlow 2.15 needs Python" \
+	  "3.9-3.11 (python3.11, python3.10 or python3.9); none found" >&2; \
+	  exit 1; }; \
+	echo "bench-tfa: $$py -m venv $(TFA_VENV)"; $$py -m venv $(TFA_VENV)
+	$(TFA_VENV)/bin/pip install -q --disable-pip-version-check \
+	  tensorflow==2.15.1 tensorflow-addons==0.23.0
+	touch $@
+
+bench-tfa: $(DEPS_STAMP) $(TFA_STAMP)
+	$(PY) -m benchmarks.tfa_baseline --output benchmarks/results/tfa_baseline.md
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info
