@@ -13,6 +13,7 @@ from keras_nmt.seq2seq.options import check_choice
 from keras_nmt.seq2seq.options import check_coverage_attention
 from keras_nmt.seq2seq.options import check_decoder_options
 from keras_nmt.seq2seq.options import is_monotonic
+from keras_nmt.seq2seq.scan import time_scan
 
 
 def get_attention(attention, units, name="attention", use_coverage=False):
@@ -492,7 +493,10 @@ class AttentionDecoder(keras.layers.Layer):
             ),
         )
 
-    # `ops.scan` on the TensorFlow backend requires the per-step outputs to
+    # The time loops run with `time_scan` (`keras_nmt.seq2seq.scan`): on
+    # TensorFlow a `while_loop` that XLA compiles with its gradient, so
+    # that a `jit_compile=True` train step works; elsewhere `ops.scan`.
+    # Like `ops.scan` on TensorFlow, it requires the per-step outputs to
     # have the structure and shapes of the carry, so every loop below
     # returns its whole carry as its output, and the carry holds the step's
     # outputs.
@@ -516,7 +520,7 @@ class AttentionDecoder(keras.layers.Layer):
             carry = self._join_state(rnn, None, None, ())
             return carry, carry
 
-        _, history = ops.scan(rnn_step, state, gates)
+        _, history = time_scan(rnn_step, state, gates)
         top = (self.num_layers - 1) * len(self.bridges)
         hidden = ops.moveaxis(history[top], 0, 1)  # top h of every step
         context, weights, _, _ = self._attend(
@@ -552,7 +556,7 @@ class AttentionDecoder(keras.layers.Layer):
             state,
         )
         steps = (gates, drawn) if drawn else gates
-        _, (features, weights, states) = ops.scan(decoder_step, init, steps)
+        _, (features, weights, states) = time_scan(decoder_step, init, steps)
         return ops.moveaxis(features, 0, 1), ops.moveaxis(weights, 0, 1), states
 
     def _sampled_pass(self, gates, state, constants, training, embedded):
@@ -616,7 +620,7 @@ class AttentionDecoder(keras.layers.Layer):
             ops.zeros(ops.shape(constants[0])[:2], self.compute_dtype),
             state,
         )
-        _, (logits, weights, states) = ops.scan(
+        _, (logits, weights, states) = time_scan(
             decoder_step, init, (gates, sampled, drawn, extras, gold)
         )
         return ops.moveaxis(logits, 0, 1), ops.moveaxis(weights, 0, 1), states
