@@ -9,6 +9,7 @@ methods and their options in `keras_nmt.decoding.methods`.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import pathlib
 import shutil
@@ -26,6 +27,7 @@ import keras_nmt.seq2seq.model  # noqa: F401
 from keras_nmt import files
 from keras_nmt.decoding.methods import DecodingOptions
 from keras_nmt.decoding.methods import decode
+from keras_nmt.options import flag
 from keras_nmt.options import integer
 from keras_nmt.sentences import check_sentences
 from keras_nmt.seq2seq.ensemble import EnsembleInference
@@ -144,6 +146,36 @@ def _row_bucket(rows: int, batch_size: int) -> int:
     return min(batch_size, 1 << max(rows - 1, 0).bit_length())
 
 
+def _column_bucket(length: int, max_length: int) -> int:
+    """The source columns of a decoding call whose longest source has
+    `length` tokens: the first of 8, 16, 24, 32, 48, 64, 96, 128, ... (each
+    at most 1.5 times the one before) that holds it, at most `max_length`.
+    So a batch of short sentences runs the encoder and the attention over
+    a few more columns than it has tokens, not over `max_length`, and a
+    translator compiles for a few source shapes only."""
+    bucket = 8
+    while bucket < length:
+        bucket += max(8, 1 << (bucket.bit_length() - 2))
+    return min(bucket, max_length)
+
+
+class _BucketRetracing(logging.Filter):
+    """Drops TensorFlow's warning that a decoding function of
+    `keras_nmt.seq2seq` "triggered tf.function retracing": the Translator
+    compiles it once per row and column bucket, a small set of shapes, by
+    design."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not (
+            "triggered tf.function retracing" in message
+            and "keras_nmt.seq2seq." in message
+        )
+
+
+_RETRACING_FILTER = _BucketRetracing()
+
+
 def _available_memory() -> int | None:
     try:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
@@ -159,12 +191,16 @@ class Translator:
     tokenised by the processor, decoded in batches by one compiled loop
     (`keras_nmt.seq2seq.Seq2SeqInference`) with a method of
     `keras_nmt.decoding.METHODS`, and detokenised (a word processor's
-    output is lowercase; a subword processor keeps case). Sources are
-    padded to `processor.max_length` tokens and a batch to the next power
-    of two of its sentences (at most `batch_size`), so each method
-    compiles for a few shapes only, and one sentence is decoded alone. A
-    sentence with no words after standardisation (empty, only whitespace
-    or symbols) translates to `""`.
+    output is lowercase; a subword processor keeps case). The sentences
+    of a call are decoded shortest first, `batch_size` at a time; a batch
+    is padded to the length bucket of its longest sentence (8, 16, 24, 32,
+    48, 64, ... tokens, at most `processor.max_length`) and to the next
+    power of two of its sentences, so each method compiles for a few
+    shapes only, a batch of short sentences is not padded to the longest
+    possible one, and one sentence is decoded alone. The translations come
+    back in input order and do not depend on the batching (the source
+    masks make padding irrelevant). A sentence with no words after
+    standardisation (empty, only whitespace or symbols) translates to `""`.
 
     Args:
         model: the trained seq2seq `keras.Model`.
@@ -172,6 +208,11 @@ class Translator:
         max_length: the most tokens generated per sentence (`[END]`
             included); defaults to `processor.max_length`.
         batch_size: the most sentences decoded per compiled call.
+        jit_compile: bool, compile the decoding with XLA instead of as a
+            TensorFlow graph. On 2 CPU cores XLA decoded single sentences
+            about 1.4x faster but batches slower, and each new shape
+            compiles for seconds (`python -m benchmarks.translator`), so
+            the default is `False`.
         seed: optional int, seed of `method="sample"`.
         ensemble: more models trained with the same vocabularies, decoded
             together with `model` (the mean of their log-probabilities; see
@@ -206,6 +247,7 @@ class Translator:
         *,
         max_length: int | None = None,
         batch_size: int = 64,
+        jit_compile: bool = False,
         seed: int | None = None,
         ensemble: Sequence[keras.Model] = (),
         **options,
@@ -218,6 +260,7 @@ class Translator:
         for name, value, check in (
             ("max_length", max_length, integer()),
             ("batch_size", batch_size, integer()),
+            ("jit_compile", jit_compile, flag()),
             ("seed", seed, integer(0, optional=True)),
         ):
             if not check.accepts(value):
@@ -228,6 +271,7 @@ class Translator:
         self.processor = processor
         self.max_length = int(max_length)
         self.batch_size = int(batch_size)
+        self._jit_compile = bool(jit_compile)
         self.seed = seed
         self.ensemble = tuple(ensemble)
         self.options = DecodingOptions().replace(**options)
@@ -247,6 +291,7 @@ class Translator:
                 "end_token": self.processor.end_id,
                 "max_length": self.max_length,
                 "seed": self.seed,
+                "jit_compile": self.jit_compile,
             }
             if self.ensemble:
                 self._inference = EnsembleInference(
@@ -254,7 +299,25 @@ class Translator:
                 )
             else:
                 self._inference = Seq2SeqInference(self.model, **options)
+            logging.getLogger("tensorflow").addFilter(_RETRACING_FILTER)
         return self._inference
+
+    @property
+    def jit_compile(self) -> bool:
+        """Whether decoding compiles with XLA (`True`) or as a plain
+        `tf.function` graph (`False`). Setting it recompiles at the next
+        call."""
+        return self._jit_compile
+
+    @jit_compile.setter
+    def jit_compile(self, value: bool) -> None:
+        if not flag().accepts(value):
+            raise ValueError(
+                f"Invalid jit_compile={value!r}; expected {flag().expected}."
+            )
+        if value != self._jit_compile:
+            self._jit_compile = value
+            self._inference = None
 
     @classmethod
     def load_ensemble(
@@ -299,6 +362,7 @@ class Translator:
         return {
             "max_length": self.max_length,
             "batch_size": self.batch_size,
+            "jit_compile": self.jit_compile,
             "seed": self.seed,
             "decoding": self.options.to_dict(),
         }
@@ -475,7 +539,14 @@ class Translator:
     def _decode(self, sentences, options: DecodingOptions) -> dict[str, list]:
         """Translate `sentences`; per sentence: `n_best` texts and scores,
         and of the best hypothesis the source ids (unpadded; `None` for a
-        sentence without words), tokens, length and attention."""
+        sentence without words), tokens, length and attention.
+
+        The sentences are decoded shortest first (a stable sort by token
+        count), `batch_size` at a time, each batch padded to the length
+        bucket of its longest sentence (`_column_bucket`) and to the row
+        bucket of its size (`_row_bucket`); the results are returned in
+        input order. The source masks make the padding irrelevant, so the
+        order and the padding change the speed, not the translations."""
         n, k = len(sentences), options.n_best
         out = {
             "texts": [[""] * k for _ in range(n)],
@@ -489,47 +560,55 @@ class Translator:
             return out
         ids = self.processor.source.tokenize_ragged(sentences)
         rows = [np.asarray(r, dtype="int32") for r in ids.to_list()]
-        todo = [i for i, r in enumerate(rows) if len(r) > 2]
+        todo = sorted(
+            (i for i, r in enumerate(rows) if len(r) > 2),
+            key=lambda i: len(rows[i]),
+        )
         for begin in range(0, len(todo), self.batch_size):
             chunk = todo[begin : begin + self.batch_size]
-            source = np.zeros(
-                (
-                    _row_bucket(len(chunk), self.batch_size),
-                    self.processor.max_length,
-                ),
-                dtype="int32",
-            )
-            for j, i in enumerate(chunk):
-                source[j, : len(rows[i])] = rows[i]
-            # Padding rows repeat the last sentence: they end when it does,
-            # so they never prolong the decoding loop.
-            source[len(chunk) :] = source[len(chunk) - 1]
-            result = decode(self.inference, source, options)
-            tokens, scores, _, attention, lengths = (
-                keras.ops.convert_to_numpy(x) for x in result
-            )
-            if not options.beams:  # one hypothesis per source
-                tokens, scores = tokens[:, None], scores[:, None]
-                attention, lengths = attention[:, None], lengths[:, None]
-            texts = [
-                self.processor.target.detokenize(tokens[: len(chunk), b])
-                for b in range(k)
-            ]
-            if options.replace_unknown:
-                words = _source_words([sentences[i] for i in chunk])
-                for j in range(len(chunk)):
-                    for b in range(k):
-                        texts[b][j] = self._unknown_replaced(
-                            texts[b][j], tokens[j, b], attention[j, b], words[j]
-                        )
-            for j, i in enumerate(chunk):
-                out["texts"][i] = [texts[b][j] for b in range(k)]
-                out["scores"][i] = [float(scores[j, b]) for b in range(k)]
-                out["source_ids"][i] = rows[i]
-                out["tokens"][i] = tokens[j, 0]
-                out["lengths"][i] = int(lengths[j, 0])
-                out["attention"][i] = attention[j, 0]
+            self._decode_batch(sentences, rows, chunk, options, out)
         return out
+
+    def _decode_batch(self, sentences, rows, chunk, options, out) -> None:
+        """Decode the sentences numbered `chunk` (one compiled call) into
+        their places in `out` (see `_decode`)."""
+        k = options.n_best
+        width = _column_bucket(
+            max(len(rows[i]) for i in chunk), self.processor.max_length
+        )
+        source = np.zeros(
+            (_row_bucket(len(chunk), self.batch_size), width), dtype="int32"
+        )
+        for j, i in enumerate(chunk):
+            source[j, : len(rows[i])] = rows[i]
+        # Padding rows repeat the last sentence: they end when it does,
+        # so they never prolong the decoding loop.
+        source[len(chunk) :] = source[len(chunk) - 1]
+        result = decode(self.inference, source, options)
+        tokens, scores, _, attention, lengths = (
+            keras.ops.convert_to_numpy(x) for x in result
+        )
+        if not options.beams:  # one hypothesis per source
+            tokens, scores = tokens[:, None], scores[:, None]
+            attention, lengths = attention[:, None], lengths[:, None]
+        texts = [
+            self.processor.target.detokenize(tokens[: len(chunk), b])
+            for b in range(k)
+        ]
+        if options.replace_unknown:
+            words = _source_words([sentences[i] for i in chunk])
+            for j in range(len(chunk)):
+                for b in range(k):
+                    texts[b][j] = self._unknown_replaced(
+                        texts[b][j], tokens[j, b], attention[j, b], words[j]
+                    )
+        for j, i in enumerate(chunk):
+            out["texts"][i] = [texts[b][j] for b in range(k)]
+            out["scores"][i] = [float(scores[j, b]) for b in range(k)]
+            out["source_ids"][i] = rows[i]
+            out["tokens"][i] = tokens[j, 0]
+            out["lengths"][i] = int(lengths[j, 0])
+            out["attention"][i] = attention[j, 0]
 
     def _unknown_replaced(self, text, tokens, attention, words) -> str:
         """`text` with each `[UNK]` replaced by the source word its step
@@ -562,7 +641,7 @@ class Translator:
         Files: `model.keras` (the whole model, one file), the processor's
         `text_processor.json` and vocabularies (`source_vocab.txt` and
         `target_vocab.txt`, or subword `source.model` and `target.model`),
-        and `translator.json` (`max_length`, `batch_size`,
+        and `translator.json` (`max_length`, `batch_size`, `jit_compile`,
         `seed` and the default decoding options). Existing
         files of those names are overwritten.
 
@@ -665,7 +744,7 @@ class Translator:
         model = _load_model(model_path)
         options = {
             key: config[key]
-            for key in ("max_length", "batch_size", "seed")
+            for key in ("max_length", "batch_size", "jit_compile", "seed")
             if key in config
         }
         try:

@@ -20,6 +20,7 @@ from keras_nmt.evaluation import corpus_scores
 from keras_nmt.evaluation import normalize_for_scoring
 from keras_nmt.files import TEMP_PREFIX
 from keras_nmt.files import write_text_atomically
+from keras_nmt.seq2seq import Seq2SeqInference
 from keras_nmt.seq2seq import build_seq2seq
 from keras_nmt.seq2seq import compile_seq2seq
 from keras_nmt.translator import Translation
@@ -137,25 +138,235 @@ def test_constructor_validates_model_and_processor(translator, pairs):
         Translator(translator.model, translator.processor, batch_size=0)
 
 
-def test_a_call_is_padded_to_the_rows_it_has(
-    translator, sentences, monkeypatch
+@pytest.fixture(scope="module")
+def mixed(pairs):
+    """26 sentences of 4 to 16 tokens (two truncated to max_length=16),
+    and two without words, in no order of length."""
+    sources = [*dict.fromkeys([*pairs.validation.sources, *pairs.test.sources])]
+    long = [" ".join(sources[i : i + 2]) for i in range(0, 16, 2)]
+    mixed = [*sources[16:34], *long]
+    np.random.default_rng(3).shuffle(mixed)
+    return [*mixed[:5], "", *mixed[5:19], "🙂", *mixed[19:]]
+
+
+def _source_lengths(translator, sentences):
+    ids = translator.processor.source.tokenize_ragged(sentences)
+    return [len(row) for row in ids.to_list()]
+
+
+def test_calls_are_sorted_by_length_and_padded_to_buckets(
+    translator, mixed, monkeypatch
 ):
     import keras_nmt.translator as module
 
-    shapes = []
+    calls = []
     decode = module.decode
 
     def recording_decode(inference, source, options):
-        shapes.append(source.shape)
+        calls.append(source.copy())
         return decode(inference, source, options)
 
     monkeypatch.setattr(module, "decode", recording_decode)
-    one = translator.translate(sentences[:1])
-    three = translator.translate(sentences[:3])
-    max_length = translator.processor.max_length
-    # One sentence alone; three in a batch of four (a power of two).
-    assert shapes == [(1, max_length), (4, max_length)]
-    assert three[:1] == one
+    translator.translate(mixed)
+    lengths = sorted(n for n in _source_lengths(translator, mixed) if n > 2)
+    assert len(lengths) == 26 and lengths[0] <= 8 < lengths[-1] == 16
+    # Batches of 8 (batch_size), shortest first; the last 2 sentences in
+    # a call of 2 rows. Columns: 8 while the longest of a batch fits, else
+    # 16 (= max_length); never more than the longest needs.
+    chunks = [lengths[i : i + 8] for i in range(0, 26, 8)]
+    assert [c.shape for c in calls] == [
+        (
+            len(chunk) if len(chunk) in (1, 2, 4, 8) else 8,
+            8 if max(chunk) <= 8 else 16,
+        )
+        for chunk in chunks
+    ]
+    decoded = [
+        int(n)
+        for call, chunk in zip(calls, chunks, strict=True)
+        for n in (call[: len(chunk)] != 0).sum(axis=1)
+    ]
+    assert decoded == lengths
+    # One sentence alone, in the columns of its own length.
+    calls.clear()
+    short = min(mixed[:5], key=len)
+    translator.translate([short])
+    assert [c.shape for c in calls] == [(1, 8)]
+
+
+def test_compiling_each_bucket_is_not_warned_about(translator):
+    """TensorFlow warns when a function retraces often; the Translator's
+    bucketed shapes are a small set, by design: that warning is dropped
+    for its decoding functions only."""
+    import logging
+
+    translator.translate(["Hola."])
+    [dropping] = [
+        f
+        for f in logging.getLogger("tensorflow").filters
+        if type(f).__name__ == "_BucketRetracing"
+    ]
+
+    def kept(message):
+        record = logging.LogRecord(
+            "tensorflow", logging.WARNING, "x.py", 1, message, (), None
+        )
+        return dropping.filter(record)
+
+    tf_warning = (
+        "5 out of the last 7 calls to <bound method {} of <{} object at "
+        "0x7f>> triggered tf.function retracing. Tracing is expensive"
+    )
+    assert not kept(
+        tf_warning.format(
+            "Seq2SeqInference._greedy",
+            "keras_nmt.seq2seq.inference.Seq2SeqInference",
+        )
+    )
+    assert not kept(
+        tf_warning.format(
+            "EnsembleInference._beam_search",
+            "keras_nmt.seq2seq.ensemble.EnsembleInference",
+        )
+    )
+    assert kept(tf_warning.format("Model.call", "mymodel.Model"))
+    assert kept("Some other warning about keras_nmt.seq2seq.inference")
+
+
+def test_column_buckets():
+    from keras_nmt.translator import _column_bucket
+
+    got = {n: _column_bucket(n, 1000) for n in (1, 8, 9, 16, 17, 25, 33, 49)}
+    assert got == {1: 8, 8: 8, 9: 16, 16: 16, 17: 24, 25: 32, 33: 48, 49: 64}
+    assert [_column_bucket(n, 1000) for n in (65, 97, 129, 193)] == [
+        96,
+        128,
+        192,
+        256,
+    ]
+    # Each bucket holds the length, at most max_length; few buckets.
+    for max_length in (3, 16, 24, 50, 200):
+        buckets = {
+            _column_bucket(n, max_length) for n in range(1, max_length + 1)
+        }
+        assert max(buckets) == max_length
+        assert len(buckets) <= 2 * max_length.bit_length()
+        for n in range(1, max_length + 1):
+            assert n <= _column_bucket(n, max_length) <= max(8, 1.5 * n, n + 8)
+
+
+@pytest.fixture(scope="module")
+def alone_at_full_length(translator):
+    """The old decoding, as a reference: a sentence decoded alone, its
+    source padded to `processor.max_length` columns, by `Seq2SeqInference`
+    itself; `(sentence, method, model=..., **options) -> Decoded` as NumPy
+    arrays."""
+    processor = translator.processor
+    inferences = {}
+
+    def decode(sentence, method, model=translator.model, **options):
+        if id(model) not in inferences:
+            inferences[id(model)] = Seq2SeqInference(
+                model,
+                start_token=processor.start_id,
+                end_token=processor.end_id,
+                max_length=translator.max_length,
+            )
+        inference = inferences[id(model)]
+        ids = processor.source.tokenize_ragged([sentence]).to_list()[0]
+        source = np.zeros((1, processor.max_length), "int32")
+        source[0, : len(ids)] = ids
+        run = inference.greedy if method == "greedy" else inference.beam_search
+        return [keras.ops.convert_to_numpy(x) for x in run(source, **options)]
+
+    return decode
+
+
+def _unknown_replaced(processor, tokens, attention, sentence):
+    """Luong et al.'s [UNK] replacement, written out for the reference."""
+    if processor.target.unk_id not in tokens:
+        return processor.target.detokenize(tokens[None])[0]
+    words = text.standardize([sentence]).numpy()[0].decode().split()
+    out = []
+    for step, token in enumerate(tokens):
+        if token in (processor.target.end_id, 0):
+            break
+        if token == processor.target.unk_id:
+            out.append(words[np.argmax(attention[step, 1 : len(words) + 1])])
+        else:
+            out.append(processor.target.tokens[token])
+    return text.join_tokens([out]).numpy()[0].decode()
+
+
+@pytest.fixture(scope="module")
+def unknowns(translator, mixed):
+    """The fixture translator's model with its output bias of [UNK]
+    raised until [UNK] appears in several greedy translations of `mixed`."""
+    model = keras.models.clone_model(translator.model)
+    model.set_weights(translator.model.get_weights())
+    processor = translator.processor
+    vocab_size, unk = processor.target_vocab_size, processor.target.unk_id
+    [bias] = [
+        w
+        for w in model.get_layer("decoder").weights
+        if tuple(w.shape) == (vocab_size,)
+    ]
+    prone = Translator(model, processor, batch_size=8)
+    values = keras.ops.convert_to_numpy(bias)
+    for _ in range(40):
+        if sum("[UNK]" in t for t in prone.translate(mixed)) >= 4:
+            return prone
+        values[unk] += 0.25
+        bias.assign(values)
+    raise AssertionError("no [UNK] in the translations")
+
+
+def test_sorted_bucketed_batches_translate_as_each_sentence_alone(
+    unknowns, mixed, alone_at_full_length
+):
+    processor = unknowns.processor
+    words = [s for s in mixed if _source_lengths(unknowns, [s])[0] > 2]
+    greedy, replaced, unknown = [], [], 0
+    for sentence in words:
+        tokens, _, _, attention, _ = alone_at_full_length(
+            sentence, "greedy", model=unknowns.model
+        )
+        greedy.append(processor.target.detokenize(tokens)[0])
+        replaced.append(
+            _unknown_replaced(processor, tokens[0], attention[0], sentence)
+        )
+        unknown += int(processor.target.unk_id in tokens)
+    assert unknown >= 4 and len(words) == 26
+    out = unknowns.translate(mixed)
+    assert [out[i] for i, s in enumerate(mixed) if s in words] == greedy
+    assert out[5] == out[20] == ""
+    assert unknowns.translate(mixed, replace_unknown=True) == [
+        replaced[words.index(s)] if s in words else "" for s in mixed
+    ]
+    assert sum(a != b for a, b in zip(greedy, replaced, strict=True)) >= 4
+
+
+@pytest.mark.parametrize("n_best", [1, 3])
+def test_sorted_bucketed_beam_search_equals_each_sentence_alone(
+    translator, mixed, alone_at_full_length, n_best
+):
+    processor = translator.processor
+    options = {"beam_width": 4, "length_penalty": 0.6}
+    got = translator.translate_n_best(
+        mixed, method="beam", n_best=n_best, **options
+    )
+    for sentence, hypotheses in zip(mixed, got, strict=True):
+        if _source_lengths(translator, [sentence])[0] <= 2:
+            assert hypotheses == [("", 0.0)] * n_best
+            continue
+        tokens, scores, *_ = alone_at_full_length(
+            sentence, "beam", n_best=n_best, **options
+        )
+        texts = processor.target.detokenize(tokens[0, :n_best])
+        assert [h.text for h in hypotheses] == texts
+        np.testing.assert_allclose(
+            [h.score for h in hypotheses], scores[0, :n_best], rtol=1e-5
+        )
 
 
 def test_options_that_cannot_work_are_refused_before_decoding(
@@ -368,6 +579,39 @@ def test_save_load_round_trip(translator, saved_dir, sentences):
         assert loaded.translate(
             sentences, method=method
         ) == translator.translate(sentences, method=method)
+
+
+def test_jit_compile_is_a_setting_that_is_saved(
+    translator, sentences, tmp_path
+):
+    xla = Translator(
+        translator.model, translator.processor, batch_size=8, jit_compile=True
+    )
+    assert translator.jit_compile is False  # the default
+    assert xla.get_config()["jit_compile"] is True
+    # XLA decodes what the graph decodes.
+    for method in ("greedy", "beam"):
+        assert xla.translate(sentences[:6], method=method) == (
+            translator.translate(sentences[:6], method=method)
+        )
+    xla.save(tmp_path / "xla")
+    config = json.loads((tmp_path / "xla" / "translator.json").read_text())
+    assert config["jit_compile"] is True
+    assert Translator.load(tmp_path / "xla").jit_compile is True
+    # A translator.json from before the setting loads as a graph.
+    del config["jit_compile"]
+    (tmp_path / "xla" / "translator.json").write_text(json.dumps(config))
+    assert Translator.load(tmp_path / "xla").jit_compile is False
+    # Changing it recompiles; invalid values are refused.
+    inference = xla.inference
+    xla.jit_compile = True
+    assert xla.inference is inference
+    xla.jit_compile = False
+    assert xla.inference is not inference and not xla.jit_compile
+    with pytest.raises(ValueError, match=r"jit_compile='yes'; expected True"):
+        xla.jit_compile = "yes"
+    with pytest.raises(ValueError, match=r"jit_compile=1; expected True or"):
+        Translator(translator.model, translator.processor, jit_compile=1)
 
 
 def test_load_a_missing_directory(tmp_path):

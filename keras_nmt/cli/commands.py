@@ -213,6 +213,8 @@ def _load_translator(args):
     )
     if getattr(args, "batch_size", None) is not None:
         translator.batch_size = args.batch_size
+    if getattr(args, "jit_compile", None) is not None:
+        translator.jit_compile = args.jit_compile
     translator.options = options_from(
         args, DecodingOptions, base=translator.options
     )

@@ -197,6 +197,28 @@ def _model_option(parser, ensemble: bool = False) -> None:
         )
 
 
+def _speed_options(parser) -> None:
+    """How a loaded translator decodes: `--batch-size` and
+    `--jit-compile` (unset: the model's saved settings)."""
+    parser.add_argument(
+        "--batch-size",
+        type=argument_type(integer()),
+        default=None,
+        metavar="N",
+        help="most sentences decoded at once; they are sorted by length "
+        "and each batch is padded to its longest (default: the model's)",
+    )
+    parser.add_argument(
+        "--jit-compile",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="compile the decoding with XLA: faster single sentences after "
+        "a longer first call (seconds per new shape), often slower on "
+        "batches; --no-jit-compile: a TensorFlow graph (default: the "
+        "model's; False)",
+    )
+
+
 def _train_parser(commands) -> None:
     train = commands.add_parser(
         "train",
@@ -311,13 +333,7 @@ kept in FILE.partial with --output FILE); 2 on a usage error.""",
     )
     _model_option(translate, ensemble=True)
     add_options(translate, DecodingOptions, model_defaults=True)
-    translate.add_argument(
-        "--batch-size",
-        type=argument_type(integer()),
-        default=None,
-        metavar="N",
-        help="sentences decoded at once (default: the model's)",
-    )
+    _speed_options(translate)
     translate.add_argument(
         "--input",
         metavar="FILE",
@@ -359,6 +375,7 @@ def _evaluate_parser(commands) -> None:
     _model_option(evaluate, ensemble=True)
     _data_options(evaluate, "evaluate")
     add_options(evaluate, DecodingOptions, model_defaults=True)
+    _speed_options(evaluate)
     evaluate.add_argument(
         "--lowercase",
         action="store_true",
