@@ -1,6 +1,7 @@
 """Training and decoding speed of the seq2seq models next to a Keras baseline.
 
     python -m benchmarks.seq2seq [--rounds 3] [--steps 15] [--quick]
+    python -m benchmarks.seq2seq --loops [--rounds 3] [--steps 10]
 
 One process, TensorFlow backend, batch 64, source and target length 20,
 vocabulary 5000, embedding 256, units 256, LSTM:
@@ -8,13 +9,26 @@ vocabulary 5000, embedding 256, units 256, LSTM:
 - training target-tokens/s of `build_seq2seq(style="bahdanau")` (Bahdanau
   attention) and `style="luong"` (dot attention, no input feeding: one RNN
   pass and one attention call), next to the baseline below, each trained with
-  `model.fit` (Keras' default `jit_compile="auto"`: XLA); the models take
-  turns, round after round, and the median of the rounds is reported;
+  `model.fit` (Keras' default `jit_compile="auto"`, which on a machine
+  without a GPU is plain graph mode, no XLA); the models take turns, round
+  after round, and the median of the rounds is reported;
 - greedy decoding of 64 sources for 50 steps: one compiled loop
   (`Seq2SeqInference.greedy`) vs a Python loop of eager decoder steps;
 - beam search, width 5, 50 steps, vs the compiled greedy time;
 - both compiled as a `tf.function` (the default) and with XLA
   (`Seq2SeqInference(..., jit_compile=True)`).
+
+`--loops` runs only the comparison of the decoder's time loops, training
+through `model.fit`: `keras.ops.scan` (the loop before
+`keras_nmt.seq2seq.scan.time_scan`), `time_scan` in graph mode, and
+`time_scan` with `model.compile(jit_compile=True)` (XLA), on the Bahdanau
+style LSTM above and on the training defaults' model (Luong style, GRU,
+Bahdanau attention, embedding 128, dropout 0.2): milliseconds per step in
+the steady state (the variants alternate, round after round; median of the
+rounds), the first call (trace and compilation, one step), and the first
+call on a second target length (XLA compiles each batch shape once; graph
+mode reuses its trace). The batches have a dynamic shape, as those of
+`keras_nmt.text.make_dataset`.
 
 The baseline is the model of the TensorFlow "Neural machine translation with
 attention" tutorial, built from Keras built-ins: an Embedding and a
@@ -24,6 +38,7 @@ connection and LayerNormalization, and a Dense output layer.
 """
 
 import argparse
+import contextlib
 import os
 import statistics
 import time
@@ -128,6 +143,11 @@ def main(argv=None):
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--steps", type=int, default=15, help="per round")
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument(
+        "--loops",
+        action="store_true",
+        help="only the time loops: ops.scan vs time_scan vs time_scan + XLA",
+    )
     args = parser.parse_args(argv)
     rounds, steps = (1, 3) if args.quick else (args.rounds, args.steps)
     rng = np.random.default_rng(0)
@@ -138,6 +158,9 @@ def main(argv=None):
         f"{os.cpu_count()} CPUs; batch {BATCH}, lengths {LENGTH}, vocabulary "
         f"{VOCAB}, embedding {EMBEDDING}, units {UNITS}"
     )
+    if args.loops:
+        _loops(rng, rounds, steps)
+        return
     models = {
         "baseline (tutorial, GRU + MHA)": build_baseline(
             VOCAB, VOCAB, EMBEDDING, UNITS
@@ -225,6 +248,123 @@ def main(argv=None):
         "them, so the loop is compute-bound and beam-5 (5x the rows) costs "
         "up to 5x greedy."
     )
+
+
+@contextlib.contextmanager
+def _ops_scan_loops():
+    """The decoder's time loops traced with `keras.ops.scan`, as before
+    `time_scan`."""
+    from keras_nmt.seq2seq import decoder
+
+    saved = decoder.time_scan
+    decoder.time_scan = ops.scan
+    try:
+        yield
+    finally:
+        decoder.time_scan = saved
+
+
+def _dynamic_dataset(rng, length, batches=4):
+    """Batches of `length` target tokens, with the dynamic shape
+    `(None, None)` of bucketed datasets."""
+    import tensorflow as tf
+
+    data = []
+    for _ in range(batches):
+        source = rng.integers(1, VOCAB, size=(BATCH, LENGTH), dtype="int32")
+        target = rng.integers(1, VOCAB, size=(BATCH, length + 1), dtype="int32")
+        data.append(((source, target[:, :-1]), target[:, 1:]))
+    spec = tf.TensorSpec((None, None), "int32")
+    return tf.data.Dataset.from_generator(
+        lambda: iter(data), output_signature=((spec, spec), spec)
+    ).repeat()
+
+
+LOOP_MODELS = {
+    'style="bahdanau", bahdanau, LSTM, embedding 256': dict(
+        embedding_dim=EMBEDDING, attention="bahdanau", style="bahdanau"
+    ),
+    'defaults: style="luong", bahdanau, GRU, embedding 128, dropout 0.2': (
+        dict(
+            embedding_dim=128,
+            attention="bahdanau",
+            style="luong",
+            cell="gru",
+            dropout=0.2,
+        )
+    ),
+}
+LOOP_VARIANTS = ("ops.scan (graph)", "time_scan (graph)", "time_scan + XLA")
+
+
+def _loops(rng, rounds, steps):
+    """`--loops`: see the module docstring."""
+    dataset = _dynamic_dataset(rng, LENGTH)
+    second = _dynamic_dataset(rng, LENGTH // 2 + 2)
+    runs, first, first_second, failed = {}, {}, {}, {}
+    for model_name, options in LOOP_MODELS.items():
+        for variant in LOOP_VARIANTS:
+            key = (model_name, variant)
+            keras.utils.set_random_seed(0)
+            model = build_seq2seq(VOCAB, VOCAB, units=UNITS, **options)
+            compile_seq2seq(model, jit_compile=variant.endswith("XLA"))
+            try:
+                with _loop_scope(variant):
+                    first[key] = _fit_seconds(model, dataset, 1)
+                    first_second[key] = _fit_seconds(model, second, 1)
+            except Exception as error:  # noqa: BLE001 (reported in the table)
+                detail = " ".join(str(error).split())[:150]
+                failed[key] = f"{type(error).__name__}: {detail}"
+                continue
+            runs[key] = model
+            print(f"compiled {model_name} / {variant}", flush=True)
+    seconds = {key: [] for key in runs}
+    for _ in range(rounds):
+        for key, model in runs.items():
+            with _loop_scope(key[1]):
+                seconds[key].append(_fit_seconds(model, dataset, steps))
+    print(
+        "\n## Time loop, training through model.fit "
+        f"(B={BATCH}, T={LENGTH}, V={VOCAB}, units {UNITS})\n"
+    )
+    print(
+        "| model | loop | ms/step | vs ops.scan | first call s "
+        f"| first call at T={LENGTH // 2 + 2} s |"
+    )
+    print("|---|---|---:|---:|---:|---:|")
+    for model_name in LOOP_MODELS:
+        base = None
+        for variant in LOOP_VARIANTS:
+            key = (model_name, variant)
+            if key in failed:
+                print(f"| {model_name} | {variant} | fails: {failed[key]} |")
+                continue
+            ms = statistics.median(seconds[key]) / steps * 1e3
+            base = base or ms
+            print(
+                f"| {model_name} | {variant} | {ms:.0f} | {base / ms:.2f}x "
+                f"| {first[key]:.1f} | {first_second[key]:.1f} |",
+                flush=True,
+            )
+    print(
+        "\nms/step: median over the rounds of `fit` on "
+        f"{steps} steps; first call: `fit` on one step of a new model "
+        "(tracing and, with XLA, compiling included); first call at "
+        f"T={LENGTH // 2 + 2}: one step on the first batch of a second "
+        "target length (XLA compiles each new batch shape once)."
+    )
+
+
+def _loop_scope(variant):
+    if variant.startswith("ops.scan"):
+        return _ops_scan_loops()
+    return contextlib.nullcontext()
+
+
+def _fit_seconds(model, dataset, steps):
+    start = time.perf_counter()
+    model.fit(dataset, steps_per_epoch=steps, epochs=1, verbose=0)
+    return time.perf_counter() - start
 
 
 def _step_flops(model, batch, source_length):
