@@ -25,6 +25,7 @@ def build_seq2seq(
     seed: int | None = None,
     readout_units: int | None = None,
     encoder_layers: int = 1,
+    attentional: str = "tanh",
     name: str = "seq2seq",
 ) -> keras.Model:
     """An attention encoder-decoder as a functional `keras.Model`.
@@ -76,6 +77,10 @@ def build_seq2seq(
         encoder_layers: int, number of stacked bidirectional encoder
             layers (dropout between them); the decoder starts from the top
             layer's final states. Default 1.
+        attentional: Luong style: the attentional vector, `"tanh"`
+            (default; Luong et al.'s `tanh(W_c [c_t; h_t])`) or
+            `"residual"` (`LayerNorm(h_t + W_c c_t)`, which learns faster;
+            see `AttentionDecoder`).
         name: model name.
 
     Returns:
@@ -117,6 +122,7 @@ def build_seq2seq(
         scheduled_sampling=scheduled_sampling,
         seed=seed,
         readout_units=readout_units,
+        attentional=attentional,
         name="decoder",
     )
     encoder_outputs, source_mask, encoder_state = encoder(source)

@@ -8,6 +8,9 @@ without loading TensorFlow.
 ATTENTIONS = ("bahdanau", "dot", "general", "scaled_dot")
 STYLES = ("bahdanau", "luong")
 CELLS = ("lstm", "gru")
+# The Luong-style attentional vector: tanh(W_c [c; h]) (Luong et al.,
+# 2015, eq. 5) or LayerNorm(h + W_c c) (the residual form).
+ATTENTIONALS = ("tanh", "residual")
 
 
 def check_choice(owner: str, name: str, value, choices) -> None:
@@ -36,20 +39,30 @@ def check_decoder_options(
     coverage_loss_weight,
     scheduled_sampling,
     readout_units=None,
+    attentional="tanh",
 ):
     """Raise `ValueError` for option values the decoder cannot honour."""
+    check_choice("AttentionDecoder", "attentional", attentional, ATTENTIONALS)
+    if attentional == "residual" and attention_layer_size is not None:
+        raise ValueError(
+            "AttentionDecoder: `attentional='residual'` adds the projected "
+            "context to the RNN output, so the attentional vector is `units` "
+            f"wide. Received: attention_layer_size={attention_layer_size!r}. "
+            "Leave attention_layer_size out or use attentional='tanh'."
+        )
     luong_only = {
         "input_feeding=True": input_feeding,
         f"attention_layer_size={attention_layer_size!r}": (
             attention_layer_size is not None
         ),
         "output_attention=False": not output_attention,
+        f"attentional={attentional!r}": attentional != "tanh",
     }
     for option, given in luong_only.items():
         if given and style != "luong":
             raise ValueError(
                 f"AttentionDecoder: `{option}` is an option of the Luong "
-                "style (the attentional vector tanh(W_c [c; h]) that the "
+                "style (the attentional vector h~ = tanh(W_c [c; h]) that the "
                 "Bahdanau style does not have). Use style='luong' or leave "
                 "it out."
             )

@@ -16,10 +16,18 @@ from keras_nmt.options import flag
 from keras_nmt.options import integer
 from keras_nmt.options import number
 from keras_nmt.options import option
+from keras_nmt.seq2seq.options import ATTENTIONALS
 from keras_nmt.seq2seq.options import ATTENTIONS
 from keras_nmt.seq2seq.options import CELLS
 from keras_nmt.seq2seq.options import STYLES
 
+# The values that runs of older versions, whose training.json does not
+# record these fields, trained with (their defaults changed since).
+BEFORE_RECORDED = {
+    "tokenizer": "word",
+    "label_smoothing": 0.0,
+    "attentional": "tanh",
+}
 # Fields a resumed run may change (the others must equal the run's).
 MAY_CHANGE_ON_RESUME = "may change on resume"
 SELECT_BY = ("bleu", "loss")
@@ -45,6 +53,13 @@ class TrainingSettings(Options):
         False,
         "Luong style: feed the attentional vector to the next step",
         flag(),
+    )
+    attentional: str = option(
+        "residual",
+        "Luong style: the attentional vector that the logits read, "
+        "LayerNorm(h + W c) (residual: learns about twice as fast early "
+        "on) or Luong's tanh(W [c; h]) (tanh); the Bahdanau style has none",
+        choice(ATTENTIONALS),
     )
     embedding_dim: int = option(128, "token embedding size", integer())
     units: int = option(
@@ -200,7 +215,8 @@ class TrainingSettings(Options):
         )
 
     def model_arguments(self) -> dict:
-        """The keyword arguments of `keras_nmt.seq2seq.build_seq2seq`."""
+        """The keyword arguments of `keras_nmt.seq2seq.build_seq2seq`
+        (`attentional` only for the Luong style, which has one)."""
         names = (
             "attention",
             "style",
@@ -213,4 +229,7 @@ class TrainingSettings(Options):
             "layers",
             "readout_units",
         )
-        return {name: getattr(self, name) for name in names}
+        arguments = {name: getattr(self, name) for name in names}
+        if self.style == "luong":
+            arguments["attentional"] = self.attentional
+        return arguments

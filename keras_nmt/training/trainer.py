@@ -51,6 +51,7 @@ from keras_nmt.training.selection import TimeBudget
 from keras_nmt.training.selection import ValidationBLEU
 from keras_nmt.training.selection import monitor_of
 from keras_nmt.training.selection import validation_subset
+from keras_nmt.training.settings import BEFORE_RECORDED
 from keras_nmt.training.settings import TrainingSettings
 from keras_nmt.translator import MODEL_FILE
 from keras_nmt.translator import TRAINING_FILE
@@ -455,9 +456,11 @@ def _check_resumable(out_dir, settings, counts) -> None:
             f"Nothing to resume in '{out_dir}': {TRAINING_FILE} is "
             "missing. Train without resume to start a new run."
         )
-    # A setting that an older version did not record had its default.
+    # A setting that an older version did not record had its default of
+    # then (`BEFORE_RECORDED`), or else today's.
     previous = {
         **TrainingSettings().to_dict(),
+        **BEFORE_RECORDED,
         **json.loads(path.read_text(encoding="utf-8")),
     }
     current = {**settings.to_dict(), **counts}

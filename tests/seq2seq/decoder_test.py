@@ -239,6 +239,19 @@ def test_mixed_precision_logits_are_float32_and_finite(rng):
             "attention.*bahdanau.*dot.*general.*scaled_dot",
         ),
         ({"style": "bahdanau", "input_feeding": True}, "input_feeding.*Luong"),
+        ({"attentional": "residual"}, "attentional='residual'.*Luong"),
+        (
+            {"style": "luong", "attentional": "relu"},
+            "attentional.*tanh.*residual",
+        ),
+        (
+            {
+                "style": "luong",
+                "attentional": "residual",
+                "attention_layer_size": 5,
+            },
+            "units.*wide.*attention_layer_size=5",
+        ),
     ],
 )
 def test_bad_options_raise(kwargs, match):
@@ -426,6 +439,20 @@ OPTIONS = {
     ),
     "scheduled_sampling": ({"scheduled_sampling": 0.5, "seed": 3}, 2),
     "readout_encoder_layers": ({"readout_units": 5, "encoder_layers": 2}, 2),
+    "residual_gru": (
+        {"style": "luong", "cell": "gru", "attentional": "residual"},
+        1,
+    ),
+    "residual_feeding_two": (
+        {
+            "style": "luong",
+            "attention": "general",
+            "extra_attention": ("bahdanau",),
+            "input_feeding": True,
+            "attentional": "residual",
+        },
+        3,
+    ),
 }
 
 
@@ -796,3 +823,58 @@ def test_scheduled_sampling_mixes_per_token_and_draws_anew(rng):
 def test_bad_new_options_raise(kwargs, match):
     with pytest.raises(ValueError, match=match):
         AttentionDecoder(30, 8, 12, **kwargs)
+
+
+@pytest.mark.parametrize("input_feeding", [False, True])
+def test_residual_attentional_is_layer_norm_of_h_plus_projected_context(
+    input_feeding, rng
+):
+    """`h~_t = LayerNorm(h_t + W_c c_t)`, the logits `W_o h~_t + b_o`:
+    one step recomputed in NumPy from the step's own RNN output and
+    attention weights (the attention itself is tested elsewhere)."""
+    model = _options_model(
+        style="luong",
+        cell="gru",
+        attention="general",
+        input_feeding=input_feeding,
+        attentional="residual",
+    )
+    decoder = model.get_layer("decoder")
+    norm = decoder.attentional_norm
+    # Not the initial (1, 0): the scale and the shift must be applied.
+    norm.gamma.assign(rng.uniform(0.5, 1.5, 12).astype("float32"))
+    norm.beta.assign(rng.normal(size=12).astype("float32"))
+    source, target = _batch(rng)
+    outputs, mask, final = model.get_layer("encoder")(source)
+    state = decoder.initial_state(final, mask)
+    constants = decoder.constants(outputs, mask)
+    for t in range(2):  # the second step reads the fed h~ (input feeding)
+        logits, weights, state = decoder.step(
+            ops.convert_to_tensor(target[:, t]), state, constants
+        )
+    h = ops.convert_to_numpy(state[0])  # the GRU's new h
+    context = np.einsum(
+        "bs,bsd->bd",
+        ops.convert_to_numpy(weights),
+        ops.convert_to_numpy(outputs),
+    )
+    x = h + context @ ops.convert_to_numpy(decoder.attentional_dense.kernel)
+    mean = x.mean(-1, keepdims=True)
+    variance = x.var(-1, keepdims=True)
+    attentional = (x - mean) / np.sqrt(variance + norm.epsilon)
+    attentional = attentional * ops.convert_to_numpy(
+        norm.gamma
+    ) + ops.convert_to_numpy(norm.beta)
+    expected = attentional @ ops.convert_to_numpy(
+        decoder.output_dense.kernel
+    ) + ops.convert_to_numpy(decoder.output_dense.bias)
+    np.testing.assert_allclose(
+        ops.convert_to_numpy(logits), expected, atol=1e-5
+    )
+    if input_feeding:
+        np.testing.assert_allclose(
+            ops.convert_to_numpy(state[-1]), attentional, atol=1e-5
+        )
+    # The residual form has no tanh over [c; h]: its projection reads the
+    # context only.
+    assert decoder.attentional_dense.kernel.shape == (12, 12)

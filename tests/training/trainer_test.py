@@ -562,3 +562,31 @@ def test_the_average_command_writes_a_new_model_only(kept, tmp_path, capsys):
     )
     assert "not an empty directory" in capsys.readouterr().err
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
+
+
+def test_a_run_of_an_older_version_resumes_with_its_settings_of_then(
+    tmp_path,
+):
+    """A training.json written before `tokenizer`, `label_smoothing` and
+    `attentional` existed: its run had word vocabularies, no smoothing and
+    Luong's tanh (not today's defaults), so only those settings resume it."""
+    from keras_nmt.training.settings import TrainingSettings
+    from keras_nmt.training.trainer import _check_resumable
+
+    recorded = TrainingSettings().to_dict()
+    for name in ("tokenizer", "label_smoothing", "attentional"):
+        del recorded[name]
+    (tmp_path / "training.json").write_text(json.dumps(recorded))
+    with pytest.raises(ValueError) as raised:
+        _check_resumable(tmp_path, TrainingSettings(), {})
+    message = str(raised.value)
+    assert "tokenizer='subword' (the run used 'word')" in message
+    assert "label_smoothing=0.1 (the run used 0.0)" in message
+    assert "attentional='residual' (the run used 'tanh')" in message
+    _check_resumable(
+        tmp_path,
+        TrainingSettings(
+            tokenizer="word", label_smoothing=0.0, attentional="tanh"
+        ),
+        {},
+    )
