@@ -147,6 +147,7 @@ def runs(model, workdir, sentences):
             None,
         ),
         "same_stdin": (("--output", "same/in.txt"), "same/in.txt"),
+        "batch_graph": (("--batch-size", "3", "--no-jit-compile"), "in.txt"),
     }
     started = {}
     for name, (args, stdin) in commands.items():
@@ -165,6 +166,66 @@ def test_stream_equals_translate(runs, reference, sentences):
     assert code == 0, raw[-3000:]
     assert _lines(stdout) == reference.translate(sentences)
     assert stderr == []  # stderr is not a terminal: no prompt, no progress
+
+
+def test_batch_size_and_jit_compile_flags(runs, reference, sentences):
+    """Chunks of 3 lines, compiled as a graph: the same translations."""
+    code, stdout, stderr, raw = runs["batch_graph"]
+    assert code == 0, raw[-3000:]
+    assert _lines(stdout) == reference.translate(sentences)
+    assert stderr == []
+
+
+def test_flags_set_the_loaded_translator(model, monkeypatch):
+    from keras_nmt.cli import commands
+    from keras_nmt.cli.parser import parse_args
+
+    for command in ("translate", "evaluate"):
+        data = ("--data", str(FIXTURE)) if command == "evaluate" else ()
+        args = parse_args([command, "--model", str(model), *data])
+        loaded = commands._load_translator(args)
+        assert (loaded.batch_size, loaded.jit_compile) == (BATCH_SIZE, True)
+        args = parse_args(
+            [command, "--model", str(model), *data, "--batch-size", "7"]
+            + ["--no-jit-compile"]
+        )
+        loaded = commands._load_translator(args)
+        assert (loaded.batch_size, loaded.jit_compile) == (7, False)
+        args = parse_args(
+            [command, "--model", str(model), *data, "--jit-compile"]
+        )
+        assert commands._load_translator(args).jit_compile is True
+
+
+@pytest.mark.parametrize("command", ["translate", "evaluate"])
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (
+            ["--batch-size", "0"],
+            r"argument --batch-size: expected an integer >= 1, received '0'",
+        ),
+        (
+            ["--batch-size", "2.5"],
+            r"argument --batch-size: expected an integer >= 1, received '2\.5'",
+        ),
+        (
+            ["--jit-compile=yes"],
+            r"argument --jit-compile/--no-jit-compile: ignored explicit "
+            r"argument 'yes'",
+        ),
+    ],
+)
+def test_bad_speed_flags_are_one_line_usage_errors(
+    command, flags, message, capsys
+):
+    with pytest.raises(SystemExit) as exit_info:
+        data = ["--data", "x"] if command == "evaluate" else []
+        cli.main([command, "--model", "m", *data, *flags])
+    assert exit_info.value.code == 2
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"keras-nmt {command}: error: ")
+    assert re.search(message, line), line
 
 
 def test_output_is_written_atomically(runs, reference, sentences, workdir):

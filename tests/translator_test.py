@@ -584,24 +584,28 @@ def test_save_load_round_trip(translator, saved_dir, sentences):
 def test_jit_compile_is_a_setting_that_is_saved(
     translator, sentences, tmp_path
 ):
-    xla = Translator(
-        translator.model, translator.processor, batch_size=8, jit_compile=True
+    graph = Translator(
+        translator.model, translator.processor, batch_size=8, jit_compile=False
     )
-    assert translator.jit_compile is False  # the default
-    assert xla.get_config()["jit_compile"] is True
+    assert translator.jit_compile is True  # the default
+    assert graph.get_config()["jit_compile"] is False
     # XLA decodes what the graph decodes.
     for method in ("greedy", "beam"):
-        assert xla.translate(sentences[:6], method=method) == (
-            translator.translate(sentences[:6], method=method)
+        assert graph.translate(sentences, method=method) == (
+            translator.translate(sentences, method=method)
         )
+    xla = Translator(translator.model, translator.processor, batch_size=8)
     xla.save(tmp_path / "xla")
     config = json.loads((tmp_path / "xla" / "translator.json").read_text())
     assert config["jit_compile"] is True
     assert Translator.load(tmp_path / "xla").jit_compile is True
-    # A translator.json from before the setting loads as a graph.
-    del config["jit_compile"]
+    config["jit_compile"] = False
     (tmp_path / "xla" / "translator.json").write_text(json.dumps(config))
     assert Translator.load(tmp_path / "xla").jit_compile is False
+    # A translator.json from before the setting loads with the default.
+    del config["jit_compile"]
+    (tmp_path / "xla" / "translator.json").write_text(json.dumps(config))
+    assert Translator.load(tmp_path / "xla").jit_compile is True
     # Changing it recompiles; invalid values are refused.
     inference = xla.inference
     xla.jit_compile = True

@@ -212,10 +212,9 @@ def _speed_options(parser) -> None:
         "--jit-compile",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="compile the decoding with XLA: faster single sentences after "
-        "a longer first call (seconds per new shape), often slower on "
-        "batches; --no-jit-compile: a TensorFlow graph (default: the "
-        "model's; False)",
+        help="compile the decoding with XLA (faster, after a first call "
+        "about a second longer per new shape); --no-jit-compile: a plain "
+        "TensorFlow graph (default: the model's; True)",
     )
 
 
