@@ -214,9 +214,9 @@ class Translator:
             default is 128.
         jit_compile: bool, compile the decoding with XLA (the default) or,
             with `False`, as a plain TensorFlow graph. On 2 CPU cores XLA
-            decoded 1.4x (greedy) and 1.6x (beam 5) as many sentences per
+            decoded 1.3x (greedy) and 1.8x (beam 5) as many sentences per
             second and single sentences in 0.7x the time, for a first call
-            about 0.6 s longer per new shape
+            up to about 1 s longer per new shape
             (`python -m benchmarks.translator`). Other Keras backends
             ignore it (JAX always compiles with XLA).
         seed: optional int, seed of `method="sample"`.
