@@ -208,7 +208,7 @@ class BahdanauAttention(BaseAttention):
         coverage = None
         if isinstance(projected_keys, _CoveredKeys):
             projected_keys, coverage = projected_keys
-        query = ops.cast(self.query_dense(query), "float32")
+        query = ops.cast(self._project_query(query), "float32")
         if self.normalize:
             v = self.g * self.v / ops.sqrt(ops.sum(ops.square(self.v)))
         else:
@@ -220,6 +220,18 @@ class BahdanauAttention(BaseAttention):
         return additive_coverage_scores(
             query, projected_keys, v, coverage, ops.copy(self.w_c)
         )
+
+    def _project_query(self, query):
+        """`W_q q` of a `(batch_size, Tq, d)` query, as one 2-D matmul.
+
+        `Dense` on a 3-D input is a `tensordot` on TensorFlow, whose
+        transpose permutation is a computed tensor when the batch is
+        dynamic; inside the decoder's time loop XLA cannot compile its
+        gradient ("Transpose must be a compile-time constant"). The 2-D
+        product computes the same and compiles."""
+        shape = ops.shape(query)
+        flat = self.query_dense(ops.reshape(query, (-1, query.shape[-1])))
+        return ops.reshape(flat, (shape[0], shape[1], flat.shape[-1]))
 
     def call(
         self,

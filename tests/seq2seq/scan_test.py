@@ -150,29 +150,16 @@ def _data(rng, batch=4, source_length=7, target_length=6, vocab=30):
     )
 
 
-# A `BahdanauAttention` that attends inside the time loop (Bahdanau style,
-# or Luong style with input feeding) does not compile yet.
-QUERY_DENSE_IN_LOOP = pytest.mark.xfail(
-    strict=True,
-    reason="BahdanauAttention.score applies query_dense to a (B, 1, d) "
-    "query: Keras' TensorFlow matmul makes that a tf.tensordot whose "
-    "transpose permutation, with a dynamic batch, is a computed tensor; "
-    "inside the time loop its gradient needs it as an XLA compile-time "
-    "constant. Fixed by projecting the query as 2-D in "
-    "keras_nmt/layers/bahdanau_attention.py.",
-)
 # (style, attention, cell, input_feeding)
 XLA_CONFIGS = [
-    pytest.param(
-        "bahdanau", "bahdanau", "lstm", False, marks=QUERY_DENSE_IN_LOOP
-    ),
+    ("bahdanau", "bahdanau", "lstm", False),
     ("bahdanau", "dot", "gru", False),
     ("bahdanau", "general", "lstm", False),
     ("luong", "bahdanau", "gru", False),
     ("luong", "dot", "lstm", False),
     ("luong", "general", "lstm", True),
     ("luong", "scaled_dot", "gru", True),
-    pytest.param("luong", "bahdanau", "gru", True, marks=QUERY_DENSE_IN_LOOP),
+    ("luong", "bahdanau", "gru", True),
 ]
 
 
