@@ -106,6 +106,9 @@ def _token_arrays(batches):
 
 
 def _tf_dataset(source, target):
+    # The pipeline of `benchmarks.seq2seq._dataset`, repeated: the tfa side
+    # runs in .venv-tfa, which has neither keras_nmt nor Keras 3 to import
+    # that module with.
     import tensorflow as tf
 
     return (
