@@ -56,6 +56,22 @@ def test_xla_rows_compare_with_tfa_graph_and_one_round_has_no_range():
     assert rows == {(bench.TITLES["beam_xla"], OURS): ["500", "1,500", "3.00x"]}
 
 
+def test_xla_fit_rows_compare_with_tfa_fit():
+    seconds = {
+        OURS: {"fit_xla": [2.0, 1.0]},
+        bench.TFA: {"fit": [3.0, 3.0]},
+    }
+    rows = _rows(bench.format_table(seconds, 10))
+    tokens = bench.BATCH * bench.LENGTH * 10
+    assert rows == {
+        (bench.TITLES["fit_xla"], OURS): [
+            f"{tokens / 1.5:,.0f}",  # the median of 2.0 and 1.0 s
+            f"{tokens / 3.0:,.0f}",
+            "2.25x (1.50-3.00)",  # the median of the ratios 1.5 and 3.0
+        ]
+    }
+
+
 def test_first_calls_table_marks_what_a_side_lacks():
     first = {
         OURS: {"fit": 12.34, "greedy_xla": 8.0},
