@@ -180,7 +180,7 @@ def test_flags_set_the_loaded_translator(model, monkeypatch):
     from keras_nmt.cli import commands
     from keras_nmt.cli.parser import parse_args
 
-    for command in ("translate", "evaluate"):
+    for command in ("translate", "evaluate", "serve"):
         data = ("--data", str(FIXTURE)) if command == "evaluate" else ()
         args = parse_args([command, "--model", str(model), *data])
         loaded = commands._load_translator(args)
@@ -197,7 +197,7 @@ def test_flags_set_the_loaded_translator(model, monkeypatch):
         assert commands._load_translator(args).jit_compile is True
 
 
-@pytest.mark.parametrize("command", ["translate", "evaluate"])
+@pytest.mark.parametrize("command", ["translate", "evaluate", "serve"])
 @pytest.mark.parametrize(
     "flags, message",
     [

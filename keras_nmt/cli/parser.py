@@ -508,13 +508,7 @@ the model cannot be loaded or the address cannot be used.""",
     )
     _model_option(serve)
     add_options(serve, ServerSettings)
-    serve.add_argument(
-        "--batch-size",
-        type=argument_type(integer()),
-        default=None,
-        metavar="N",
-        help="most sentences translated in one batch (default: the model's)",
-    )
+    _speed_options(serve)
     serve.add_argument(
         "--quiet",
         action="store_true",
