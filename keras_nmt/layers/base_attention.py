@@ -5,6 +5,7 @@ import keras
 from keras import ops
 
 from keras_nmt.layers import probability
+from keras_nmt.layers import random_draws
 
 # The name it has always had here: the same function as `probability.softmax`.
 masked_softmax = probability.softmax
@@ -243,7 +244,7 @@ class BaseAttention(keras.layers.Layer):
                 dropout_mask = ops.expand_dims(dropout_mask, 1)
             mixing = weights * ops.cast(dropout_mask, weights.dtype)
         elif training and self.dropout > 0:
-            mixing = keras.random.dropout(
+            mixing = random_draws.dropout(
                 weights, self.dropout, seed=self.seed_generator
             )
         context = ops.matmul(ops.cast(mixing, value.dtype), value)
@@ -275,7 +276,7 @@ class BaseAttention(keras.layers.Layer):
         """
         if not training or self.dropout == 0:
             return None
-        return keras.random.dropout(
+        return random_draws.dropout(
             ops.ones(shape, "float32"), self.dropout, seed=self.seed_generator
         )
 

@@ -30,6 +30,7 @@ TensorFlow Addons' three modes (`monotonic_attention` in
 import keras
 from keras import ops
 
+from keras_nmt.layers import random_draws
 from keras_nmt.layers.base_attention import keys_to_attend
 
 MODES = ("parallel", "recursive", "hard")
@@ -351,7 +352,7 @@ class MonotonicMixin:
         generator = self.noise_seed_generator
         if generator is None:
             generator = self.seed_generator
-        return keras.random.normal(
+        return random_draws.normal(
             shape, stddev=self.sigmoid_noise, seed=generator
         )
 
@@ -481,7 +482,7 @@ class MonotonicMixin:
                 dropout_mask = ops.expand_dims(dropout_mask, 1)
             mixing = alignments * ops.cast(dropout_mask, "float32")
         elif training and self.dropout > 0:
-            mixing = keras.random.dropout(
+            mixing = random_draws.dropout(
                 alignments, self.dropout, seed=self.seed_generator
             )
         context = ops.matmul(ops.cast(mixing, value.dtype), value)

@@ -5,6 +5,7 @@ from keras_nmt.layers import BahdanauAttention
 from keras_nmt.layers import BaseAttention
 from keras_nmt.layers import DotProductAttention
 from keras_nmt.layers import ScaledDotProductAttention
+from keras_nmt.layers import random_draws
 from keras_nmt.seq2seq import recurrence
 from keras_nmt.seq2seq.options import ATTENTIONS
 from keras_nmt.seq2seq.options import CELLS
@@ -292,7 +293,7 @@ class AttentionDecoder(keras.layers.Layer):
         self.output_dense = keras.layers.Dense(
             vocab_size, dtype=self.dtype_policy, name="logits"
         )
-        self.dropout_layer = keras.layers.Dropout(
+        self.dropout_layer = random_draws.Dropout(
             dropout, dtype=self.dtype_policy, name="dropout"
         )
         self.sampling_seed_generator = None
@@ -588,7 +589,7 @@ class AttentionDecoder(keras.layers.Layer):
         the readout (`readout_units`) reads where the gold token is fed."""
         steps, batch = ops.shape(gates)[0], ops.shape(gates)[1]
         generator = self.sampling_seed_generator
-        draws = keras.random.uniform((steps, batch), seed=generator)
+        draws = random_draws.uniform((steps, batch), seed=generator)
         probability = ops.cast(self.sampling_probability, "float32")
         sampled = ops.logical_and(
             ops.less(draws, probability),
@@ -599,7 +600,7 @@ class AttentionDecoder(keras.layers.Layer):
         embedding_mask = feature_mask = None
         if training and self.dropout > 0:
             ones = ops.ones((steps, batch, self.embedding_dim + features_dim))
-            both = keras.random.dropout(ones, self.dropout, seed=generator)
+            both = random_draws.dropout(ones, self.dropout, seed=generator)
             embedding_mask = both[..., : self.embedding_dim]
             feature_mask = both[..., self.embedding_dim :]
         extras = tuple(

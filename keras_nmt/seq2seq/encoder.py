@@ -1,6 +1,7 @@
 import keras
 from keras import ops
 
+from keras_nmt.layers import random_draws
 from keras_nmt.seq2seq.options import CELLS
 from keras_nmt.seq2seq.options import check_choice
 from keras_nmt.seq2seq.options import check_encoder_layers
@@ -95,7 +96,7 @@ class Encoder(keras.layers.Layer):
             self._bidirectional(f"bidirectional_{layer}")
             for layer in range(2, self.num_layers + 1)
         ]
-        self.dropout_layer = keras.layers.Dropout(
+        self.dropout_layer = random_draws.Dropout(
             dropout, dtype=self.dtype_policy, name="dropout"
         )
 
