@@ -6,10 +6,11 @@ default algorithm, which is slow under XLA on a CPU: with
 against 2.7 ms in a plain graph (3 ms asking for Philox), enough to make
 an XLA train step with dropout 0.2 slower than the graph one (`python -m
 benchmarks.seq2seq --loops`, the defaults' row). These functions ask for
-Philox, what a plain graph already uses on a CPU: in graph mode they draw exactly the numbers `keras.random` draws (the
-same masks, so the same training runs as before); under XLA they draw other
-numbers from the same distribution, as fast as the graph. On JAX and PyTorch
-they are `keras.random`'s.
+Philox, what a plain graph already uses on a CPU: in graph mode they draw
+exactly the numbers `keras.random` draws (the same masks, so the same
+training runs as before); under XLA they draw other numbers from the same
+distribution, as fast as the graph. On JAX and PyTorch they are
+`keras.random`'s.
 
 Seeds are `keras.random.SeedGenerator`s (or ints), as for `keras.random`.
 """

@@ -165,3 +165,50 @@ class StreamingEpochData(EpochData):
             drop_remainder=self.drop_remainder,
             n_batches=self.steps_per_epoch,
         )
+
+
+# Beyond the last bucket boundary (and without buckets), lengths round up
+# to a multiple of this: a few shapes, at most 7 padding positions.
+SHAPE_STEP = 8
+
+
+def padded_to_few_shapes(
+    batches: tf.data.Dataset, boundaries
+) -> tf.data.Dataset:
+    """Model-input batches `((source, target_in), target_out)` padded (with
+    0) to a few lengths, so that an XLA-compiled train step compiles a few
+    times rather than once per batch shape.
+
+    A batch's length is `max(source length, target_in length + 1)`, the
+    length its bucket was chosen by; it is padded to the end of its bucket
+    (`boundary - 1`), or beyond the last boundary (or with no boundaries)
+    to the next multiple of `SHAPE_STEP`; the source to that length, the
+    targets to one less. The source mask and the padding-aware loss ignore
+    the added padding: the loss and gradients are those of the unpadded
+    batch (up to float rounding).
+    """
+    ends = tf.constant(
+        [boundary - 1 for boundary in (boundaries or [])], tf.int32
+    )
+
+    def pad(inputs, target_out):
+        source, target_in = inputs
+        length = tf.maximum(tf.shape(source)[1], tf.shape(target_in)[1] + 1)
+        rounded = -(-length // SHAPE_STEP) * SHAPE_STEP
+        bucket = tf.searchsorted(ends, [length], side="left")[0]
+        width = tf.cond(
+            bucket < tf.size(ends),
+            lambda: tf.gather(ends, tf.minimum(bucket, tf.size(ends) - 1)),
+            lambda: rounded,
+        )
+
+        def to(x, n):
+            return tf.pad(x, [[0, 0], [0, n - tf.shape(x)[1]]])
+
+        return (to(source, width), to(target_in, width - 1)), to(
+            target_out, width - 1
+        )
+
+    return batches.map(
+        pad, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
+    )

@@ -37,6 +37,7 @@ from keras_nmt.training.callbacks import EpochCheckpoints
 from keras_nmt.training.callbacks import assign
 from keras_nmt.training.data import EpochData
 from keras_nmt.training.data import StreamingEpochData
+from keras_nmt.training.data import padded_to_few_shapes
 from keras_nmt.training.run_directory import BACKUP_DIR
 from keras_nmt.training.run_directory import HISTORY_FILE
 from keras_nmt.training.run_directory import RunDirectory
@@ -300,6 +301,7 @@ def _build_model(settings, processor, strategy, policy, state):
             model,
             learning_rate=settings.learning_rate,
             label_smoothing=settings.label_smoothing,
+            jit_compile=settings.jit_compile,
         )
         if state is not None:
             if not model.optimizer.built:
@@ -380,6 +382,13 @@ def _fit(run, translator, data, validation, settings, state, options):
         fits.append(
             (data.stream(epoch, settings.epochs), epoch, settings.epochs, steps)
         )
+    if settings.jit_compile:
+        fits = [
+            (padded_to_few_shapes(stream, data.boundaries), *rest)
+            for stream, *rest in fits
+        ]
+        if validation_ds is not None:
+            validation_ds = padded_to_few_shapes(validation_ds, None)
     for stream, first, end, steps_per_epoch in fits:
         distribute.fit(
             model,
