@@ -19,6 +19,8 @@ the same budget, one after the other, alone on the machine:
 - `word-loss`: the same pipeline with the defaults of version 0.2.0: word
   vocabularies (lowercased), Bahdanau style, LSTM, no dropout, no label
   smoothing, the epoch of the best validation loss kept, no early stopping;
+- `defaults-xla`: `defaults` with `jit_compile=True` (`--jit-compile`: XLA
+  train steps, batches padded to a few lengths), not in the default list;
 - `baseline`: the TensorFlow NMT tutorial's architecture from Keras
   built-ins (`benchmarks.seq2seq.build_baseline`: bidirectional GRU, GRU
   decoder, one-head attention; embedding 128, 256 units) on our word
@@ -129,7 +131,8 @@ def _baseline(splits, minutes, test_sources):
 
 
 def _ours(name, splits, minutes, test_sources, workdir):
-    changes = WORD_LOSS if name == "word-loss" else {}
+    changes = {"word-loss": WORD_LOSS, "defaults-xla": {"jit_compile": True}}
+    changes = changes.get(name, {})
     # Enough epochs for the budget (each epoch of the run is a pipeline).
     settings = TrainingSettings(epochs=40, **changes)
     out = pathlib.Path(workdir) / name
