@@ -76,8 +76,9 @@ bench: $(TEST_STAMP)
 
 # TensorFlow Addons' tfa.seq2seq next to ours on its classic model, in a venv
 # of its own (.venv-tfa): tfa needs TensorFlow < 2.16, whose wheels are for
-# CPython 3.9-3.11. About 7 minutes after the one-time install; prints the table of ratios and writes it
-# to benchmarks/results/tfa_baseline.md. Not part of `make test`.
+# CPython 3.9-3.11. About 7 minutes after the one-time install; prints the
+# table of ratios and writes it to benchmarks/results/tfa_baseline.md. Not
+# part of `make test`.
 TFA_VENV := .venv-tfa
 TFA_STAMP := $(TFA_VENV)/.deps-tfa
 TFA_PY_OK := import sys; sys.exit(not (3, 9) <= sys.version_info[:2] <= (3, 11))

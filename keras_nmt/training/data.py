@@ -195,12 +195,9 @@ def padded_to_few_shapes(
         source, target_in = inputs
         length = tf.maximum(tf.shape(source)[1], tf.shape(target_in)[1] + 1)
         rounded = -(-length // SHAPE_STEP) * SHAPE_STEP
-        bucket = tf.searchsorted(ends, [length], side="left")[0]
-        width = tf.cond(
-            bucket < tf.size(ends),
-            lambda: tf.gather(ends, tf.minimum(bucket, tf.size(ends) - 1)),
-            lambda: rounded,
-        )
+        # The bucket's end; past the last one (index len(ends)), `rounded`.
+        widths = tf.concat([ends, [rounded]], axis=0)
+        width = widths[tf.searchsorted(ends, [length], side="left")[0]]
 
         def to(x, n):
             return tf.pad(x, [[0, 0], [0, n - tf.shape(x)[1]]])
